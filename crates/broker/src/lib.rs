@@ -1,0 +1,6 @@
+//! `tern-broker`: the Tern MQTT broker as a library.
+//!
+//! Protocol logic (per-connection state machine, sessions, topic router, retained store, auth) is
+//! plain code with no I/O; a thin tokio layer owns listeners and transports.
+
+#![forbid(unsafe_code)]
