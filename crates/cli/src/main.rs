@@ -1,15 +1,30 @@
-//! `tern`: the one binary. It parses arguments and configuration and calls the libraries.
+//! `tern`: the one binary. It parses arguments and configuration and calls the libraries; each
+//! subcommand lives in a module of its own.
 
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Tern: an MQTT 3.1, 3.1.1 and 5.0 broker, client and toolkit.
 #[derive(Debug, Parser)]
 #[command(name = "tern", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+/// The subcommands. Each variant's arguments and code live in the module of the same name.
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            std::process::ExitCode::SUCCESS
+        }
+        Some(command) => match command {},
+    }
 }
