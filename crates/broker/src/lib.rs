@@ -4,3 +4,5 @@
 //! plain code with no I/O; a thin tokio layer owns listeners and transports.
 
 #![forbid(unsafe_code)]
+
+pub mod auth;
