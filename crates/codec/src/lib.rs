@@ -3,15 +3,28 @@
 //!
 //! This crate does no I/O and knows nothing of tokio: bytes go in, packets come out, and the other
 //! way round. Protocol *behaviour* (what a broker does with a packet) lives in `tern-broker`.
+//!
+//! - [`decode`] is incremental (`Ok(None)` until a whole packet is buffered) and zero-copy:
+//!   topics, strings, binary properties and payloads are slices of the received bytes.
+//! - [`encode`] computes the exact size first ([`encoded_len`]), reserves once, then writes.
+//! - [`topic`] validates topic names and filters and matches them.
 
 #![forbid(unsafe_code)]
 
+mod decode;
+mod encode;
+pub mod error;
 pub mod packet;
 pub mod properties;
 pub mod reason;
+pub mod topic;
 pub mod types;
 
+pub use decode::{MAX_VARIABLE_BYTE_INTEGER, decode};
+pub use encode::{encode, encoded_len};
+pub use error::{DecodeError, EncodeError};
 pub use packet::*;
 pub use properties::*;
 pub use reason::ReasonCode;
+pub use topic::TopicError;
 pub use types::{ByteStr, ProtocolVersion, QoS, RetainHandling, SubscriptionOptions};

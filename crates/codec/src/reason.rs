@@ -77,7 +77,9 @@ impl ReasonCode {
     pub fn to_v3_connack(self) -> ReasonCode {
         match self {
             ReasonCode::SUCCESS => ReasonCode::V3_ACCEPTED,
-            ReasonCode::UNSUPPORTED_PROTOCOL_VERSION => ReasonCode::V3_UNACCEPTABLE_PROTOCOL_VERSION,
+            ReasonCode::UNSUPPORTED_PROTOCOL_VERSION => {
+                ReasonCode::V3_UNACCEPTABLE_PROTOCOL_VERSION
+            }
             ReasonCode::CLIENT_IDENTIFIER_NOT_VALID => ReasonCode::V3_IDENTIFIER_REJECTED,
             ReasonCode::BAD_USER_NAME_OR_PASSWORD => ReasonCode::V3_BAD_USER_NAME_OR_PASSWORD,
             ReasonCode::NOT_AUTHORIZED | ReasonCode::BANNED => ReasonCode::V3_NOT_AUTHORIZED,

@@ -1,0 +1,224 @@
+//! Topic names and topic filters (spec section 4.7): validation, wildcard matching and shared
+//! subscription parsing (section 4.8.2). Both the broker and the client use these; the decoder
+//! applies the validations to every topic it reads.
+
+use thiserror::Error;
+
+/// Longest topic name or filter: it is a UTF-8 Encoded String [MQTT-4.7.3-3].
+pub const MAX_TOPIC_LEN: usize = 65_535;
+
+/// Why a topic name or topic filter is not valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum TopicError {
+    /// Topic names and filters are at least one character long [MQTT-4.7.3-1].
+    #[error("empty")]
+    Empty,
+    /// Longer than 65,535 bytes [MQTT-4.7.3-3].
+    #[error("longer than 65535 bytes")]
+    TooLong,
+    /// Contains U+0000 [MQTT-4.7.3-2].
+    #[error("contains the null character U+0000")]
+    NullCharacter,
+    /// A topic name containing `+` or `#` [MQTT-3.3.2-2], [MQTT-4.7.0-1].
+    #[error("wildcard in a topic name")]
+    WildcardInTopicName,
+    /// `#` not alone in the last level [MQTT-4.7.1-2].
+    #[error("'#' must be the last character and alone in its level")]
+    MisplacedMultiLevelWildcard,
+    /// `+` not alone in its level [MQTT-4.7.1-3].
+    #[error("'+' must occupy an entire level")]
+    MisplacedSingleLevelWildcard,
+    /// A `$share/` filter without a non-empty, wildcard-free share name followed by `/` and a
+    /// topic filter (section 4.8.2).
+    #[error("malformed shared subscription")]
+    InvalidSharedSubscription,
+}
+
+/// Checks a topic name as used in PUBLISH and Will: non-empty, no wildcard, no U+0000, at most
+/// 65,535 bytes.
+pub fn validate_topic_name(topic: &str) -> Result<(), TopicError> {
+    if topic.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    check_name_bytes(topic.as_bytes())
+}
+
+/// The checks of [`validate_topic_name`] except emptiness, over bytes (UTF-8 checked elsewhere).
+pub(crate) fn check_name_bytes(topic: &[u8]) -> Result<(), TopicError> {
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(TopicError::TooLong);
+    }
+    for &b in topic {
+        match b {
+            b'+' | b'#' => return Err(TopicError::WildcardInTopicName),
+            0 => return Err(TopicError::NullCharacter),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Checks a topic filter as used in SUBSCRIBE and UNSUBSCRIBE: non-empty [MQTT-4.7.3-1], `#` last
+/// and alone in its level [MQTT-4.7.1-2], `+` alone in its level [MQTT-4.7.1-3], no U+0000.
+/// A `$share/` prefix is not interpreted here; see [`parse_shared`].
+pub fn validate_topic_filter(filter: &str) -> Result<(), TopicError> {
+    if filter.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if filter.len() > MAX_TOPIC_LEN {
+        return Err(TopicError::TooLong);
+    }
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        if level.as_bytes().contains(&0) {
+            return Err(TopicError::NullCharacter);
+        }
+        if level.contains('#') && (level != "#" || levels.peek().is_some()) {
+            return Err(TopicError::MisplacedMultiLevelWildcard);
+        }
+        if level.contains('+') && level != "+" {
+            return Err(TopicError::MisplacedSingleLevelWildcard);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `topic` (a topic name) matches `filter` (a topic filter without `$share/` prefix).
+///
+/// `+` matches one level, `#` any number of levels including the parent (`sport/#` matches
+/// `sport`) [MQTT-4.7.1-2], and topics starting with `$` are not matched by a filter starting with
+/// a wildcard [MQTT-4.7.2-1].
+pub fn matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// Splits a shared subscription `$share/{ShareName}/{filter}` into `(ShareName, filter)`.
+///
+/// Returns `None` when `filter` does not start with `$share/`, or the share name is empty or holds
+/// a wildcard, or what follows is not a valid topic filter (section 4.8.2).
+pub fn parse_shared(filter: &str) -> Option<(&str, &str)> {
+    let rest = filter.strip_prefix("$share/")?;
+    let (group, inner) = rest.split_once('/')?;
+    if group.is_empty() || group.contains(['+', '#']) {
+        return None;
+    }
+    validate_topic_filter(inner).ok()?;
+    Some((group, inner))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_name_rejects_wildcards_mqtt_3_3_2_2() {
+        assert_eq!(
+            validate_topic_name("a/+"),
+            Err(TopicError::WildcardInTopicName)
+        );
+        assert_eq!(
+            validate_topic_name("a/#"),
+            Err(TopicError::WildcardInTopicName)
+        );
+        assert_eq!(validate_topic_name("a/b"), Ok(()));
+        assert_eq!(validate_topic_name("/"), Ok(()));
+    }
+
+    #[test]
+    fn topic_name_and_filter_not_empty_mqtt_4_7_3_1() {
+        assert_eq!(validate_topic_name(""), Err(TopicError::Empty));
+        assert_eq!(validate_topic_filter(""), Err(TopicError::Empty));
+    }
+
+    #[test]
+    fn topic_rejects_null_mqtt_4_7_3_2() {
+        assert_eq!(validate_topic_name("a\0b"), Err(TopicError::NullCharacter));
+        assert_eq!(
+            validate_topic_filter("a/\0"),
+            Err(TopicError::NullCharacter)
+        );
+    }
+
+    #[test]
+    fn multi_level_wildcard_placement_mqtt_4_7_1_2() {
+        for ok in ["#", "a/#", "/#", "+/#", "a/b/#"] {
+            assert_eq!(validate_topic_filter(ok), Ok(()), "{ok}");
+        }
+        for bad in ["a#", "#/a", "a/#/b", "a/b#", "##"] {
+            assert_eq!(
+                validate_topic_filter(bad),
+                Err(TopicError::MisplacedMultiLevelWildcard),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn single_level_wildcard_placement_mqtt_4_7_1_3() {
+        for ok in ["+", "+/+", "/+", "a/+/b", "+/"] {
+            assert_eq!(validate_topic_filter(ok), Ok(()), "{ok}");
+        }
+        for bad in ["a+", "+a", "a/b+/c", "++"] {
+            assert_eq!(
+                validate_topic_filter(bad),
+                Err(TopicError::MisplacedSingleLevelWildcard),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn matching_follows_section_4_7() {
+        assert!(matches("sport/tennis/player1/#", "sport/tennis/player1"));
+        assert!(matches(
+            "sport/tennis/player1/#",
+            "sport/tennis/player1/ranking"
+        ));
+        assert!(matches("sport/#", "sport"));
+        assert!(matches("#", "a/b/c"));
+        assert!(matches("sport/tennis/+", "sport/tennis/player1"));
+        assert!(!matches("sport/tennis/+", "sport/tennis/player1/ranking"));
+        assert!(!matches("sport/+", "sport"));
+        assert!(matches("sport/+", "sport/"));
+        assert!(matches("+/+", "/finance"));
+        assert!(matches("/+", "/finance"));
+        assert!(!matches("+", "/finance"));
+        assert!(matches("a/b", "a/b"));
+        assert!(!matches("a/b", "a/bc"));
+        assert!(!matches("a/b/c", "a/b"));
+    }
+
+    #[test]
+    fn dollar_topics_not_matched_by_leading_wildcard_mqtt_4_7_2_1() {
+        assert!(!matches("#", "$SYS/broker/uptime"));
+        assert!(!matches("+/broker/uptime", "$SYS/broker/uptime"));
+        assert!(matches("$SYS/#", "$SYS/broker/uptime"));
+        assert!(matches("$SYS/+/uptime", "$SYS/broker/uptime"));
+    }
+
+    #[test]
+    fn shared_subscription_parsing_section_4_8_2() {
+        assert_eq!(parse_shared("$share/g/a/+"), Some(("g", "a/+")));
+        assert_eq!(parse_shared("$share/g/#"), Some(("g", "#")));
+        assert_eq!(parse_shared("$share//a"), None);
+        assert_eq!(parse_shared("$share/g+/a"), None);
+        assert_eq!(parse_shared("$share/g"), None);
+        assert_eq!(parse_shared("$share/g/"), None);
+        assert_eq!(parse_shared("$share/g/a#"), None);
+        assert_eq!(parse_shared("a/b"), None);
+    }
+}
