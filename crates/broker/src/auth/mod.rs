@@ -3,6 +3,15 @@
 //!
 //! Implementations: [`AllowAll`] (anonymous, no ACL); the password file and ACL file in
 //! Mosquitto's formats live in submodules of their own.
+//!
+//! Wiring per listener: [`ListenerAuthenticator`] puts the anonymous policy in front of an
+//! optional [`PasswordFile`]; an [`AclFile`] (if any) gives each session a [`SessionAcl`].
+
+pub mod acl_file;
+pub mod password_file;
+
+pub use acl_file::{AclFile, AclFileError, SessionAcl};
+pub use password_file::{LoginBackoff, PasswordFile, PasswordFileError, PasswordHash};
 
 /// Who a connecting or connected client is, as the checks see it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -65,5 +74,109 @@ impl Authenticator for AllowAll {
 impl Authorizer for AllowAll {
     fn authorize(&self, _: &ClientIdentity, _: Access, _: &str) -> bool {
         true
+    }
+}
+
+/// A listener's authentication: the anonymous policy in front of an optional password check.
+///
+/// A client without a user name is let in only when `allow_anonymous` is set; a client with one
+/// is checked against the password file, or, with no password file, let in when anonymous access
+/// is allowed (Mosquitto does the same: without a password file a user name proves nothing).
+#[derive(Clone)]
+pub struct ListenerAuthenticator {
+    allow_anonymous: bool,
+    passwords: Option<std::sync::Arc<dyn Authenticator>>,
+}
+
+impl std::fmt::Debug for ListenerAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerAuthenticator")
+            .field("allow_anonymous", &self.allow_anonymous)
+            .field("passwords", &self.passwords.is_some())
+            .finish()
+    }
+}
+
+impl ListenerAuthenticator {
+    /// `allow_anonymous` as the listener's setting resolved it; `passwords` usually a
+    /// [`PasswordFile`] (or anything else that checks user names and passwords).
+    pub fn new(
+        allow_anonymous: bool,
+        passwords: Option<std::sync::Arc<dyn Authenticator>>,
+    ) -> Self {
+        Self {
+            allow_anonymous,
+            passwords,
+        }
+    }
+
+    /// Whether clients without a user name are let in.
+    pub fn allows_anonymous(&self) -> bool {
+        self.allow_anonymous
+    }
+}
+
+impl Authenticator for ListenerAuthenticator {
+    fn authenticate(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&[u8]>,
+    ) -> AuthDecision {
+        match (username, &self.passwords) {
+            (None, _) | (Some(_), None) => {
+                if self.allow_anonymous {
+                    AuthDecision::Allow
+                } else {
+                    tracing::info!(client_id, "login refused: anonymous access not allowed");
+                    AuthDecision::NotAuthorized
+                }
+            }
+            (Some(user), Some(passwords)) => {
+                passwords.authenticate(client_id, Some(user), password)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod listener_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn anonymous_policy_in_front_of_password_file() {
+        let hash = PasswordHash::generate(b"pw").encode();
+        let file = PasswordFile::parse("pw", &format!("u:{hash}")).unwrap();
+        let strict = ListenerAuthenticator::new(false, Some(Arc::new(file.clone())));
+        assert_eq!(
+            strict.authenticate("c", None, None),
+            AuthDecision::NotAuthorized
+        );
+        assert_eq!(
+            strict.authenticate("c", Some("u"), Some(b"pw")),
+            AuthDecision::Allow
+        );
+        assert_eq!(
+            strict.authenticate("c", Some("u"), Some(b"no")),
+            AuthDecision::BadCredentials
+        );
+        let open = ListenerAuthenticator::new(true, Some(Arc::new(file)));
+        assert_eq!(open.authenticate("c", None, None), AuthDecision::Allow);
+        assert_eq!(
+            open.authenticate("c", Some("u"), Some(b"no")),
+            AuthDecision::BadCredentials
+        );
+        let none = ListenerAuthenticator::new(false, None);
+        assert_eq!(
+            none.authenticate("c", Some("u"), Some(b"pw")),
+            AuthDecision::NotAuthorized
+        );
+        assert!(!none.allows_anonymous());
+        let loopback = ListenerAuthenticator::new(true, None);
+        assert_eq!(
+            loopback.authenticate("c", Some("u"), None),
+            AuthDecision::Allow
+        );
     }
 }

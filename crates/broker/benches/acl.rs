@@ -1,0 +1,3 @@
+//! ACL check benchmark (filled in below).
+#![allow(missing_docs)]
+fn main() {}
