@@ -6,3 +6,9 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod message;
+pub mod protocol;
+pub mod router;
+pub mod session;
+pub mod store;
+pub mod topic;

@@ -1,0 +1,55 @@
+//! Storage behind narrow traits: where offline sessions and retained messages live.
+//!
+//! The broker only talks to [`SessionStore`] and [`RetainedStore`]; the in-memory implementations
+//! in [`memory`] are the defaults. An on-disk store (persistence) or a cluster backplane
+//! implements the same traits; nothing above them assumes the data is in this process's memory.
+//! A session is *in* the store only while its client is offline: the live connection owns it
+//! otherwise, and hands it back when it ends.
+
+pub mod memory;
+
+use crate::message::{Delivery, Message};
+use crate::session::{QueueLimits, QueueOutcome, SessionState, Subscription};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A stored session's client id and its subscriptions (full filter, options).
+pub type StoredSubscriptions = (Arc<str>, Vec<(String, Subscription)>);
+
+/// Sessions of clients that are not connected.
+pub trait SessionStore: Send + Sync {
+    /// Takes a client's session out of the store (its client is connecting and resumes it).
+    fn take(&self, client_id: &str) -> Option<SessionState>;
+    /// Stores the session of a client that disconnected at `disconnected_at`; it expires after
+    /// its Session Expiry Interval.
+    fn put(&self, session: SessionState, disconnected_at: Instant);
+    /// Deletes a session (Clean Start, or a new session replacing it).
+    fn remove(&self, client_id: &str) -> Option<SessionState>;
+    /// Queues a delivery for an offline session; [`QueueOutcome::NoSession`] if there is none.
+    fn enqueue(&self, client_id: &str, delivery: Delivery, limits: &QueueLimits) -> QueueOutcome;
+    /// Removes and returns every session whose expiry interval has run out by `now`.
+    fn take_expired(&self, now: Instant) -> Vec<SessionState>;
+    /// Subscriptions of every stored session, to rebuild a router on start.
+    fn subscriptions(&self) -> Vec<StoredSubscriptions>;
+    /// Number of stored (offline) sessions.
+    fn len(&self) -> usize;
+    /// True when no session is stored.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Retained messages, one per topic name (spec section 3.3.1.3).
+pub trait RetainedStore: Send + Sync {
+    /// Stores `message` as the retained message of its topic, replacing any; an empty payload
+    /// deletes it instead [MQTT-3.3.1-6] [MQTT-3.3.1-10].
+    fn retain(&self, message: Arc<Message>);
+    /// Retained messages whose topic matches `filter` (not a `$share` filter), expired ones left out.
+    fn matching(&self, filter: &str, now: Instant) -> Vec<Arc<Message>>;
+    /// Number of retained messages.
+    fn len(&self) -> usize;
+    /// True when nothing is retained.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
