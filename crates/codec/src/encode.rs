@@ -389,10 +389,10 @@ fn remaining_len(packet: &Packet, version: ProtocolVersion) -> Result<usize, Enc
         }
         Packet::PingReq | Packet::PingResp => 0,
         Packet::Disconnect(d) => {
+            // With a reason code, the property length is written even when 0: section
+            // 3.14.2.2.1 allows leaving it out, but some decoders (rumqttc 0.25) then fail.
             if !v5 || (d.reason_code == ReasonCode::SUCCESS && d.properties.is_empty()) {
                 0
-            } else if d.properties.is_empty() {
-                1
             } else {
                 1 + block(disconnect_props_len(&d.properties)?)
             }
@@ -727,16 +727,14 @@ fn write_body(
         Packet::Disconnect(d) => {
             if v5 && !(d.reason_code == ReasonCode::SUCCESS && d.properties.is_empty()) {
                 buf.put_u8(d.reason_code.0);
-                if !d.properties.is_empty() {
-                    let p = &d.properties;
-                    put_vbi(buf, disconnect_props_len(p)? as u32);
-                    use PropertyId as I;
-                    let mut w = PropW(buf);
-                    w.four(I::SessionExpiryInterval, p.session_expiry_interval);
-                    w.str(I::ReasonString, &p.reason_string);
-                    w.users(&p.user_properties);
-                    w.str(I::ServerReference, &p.server_reference);
-                }
+                let p = &d.properties;
+                put_vbi(buf, disconnect_props_len(p)? as u32);
+                use PropertyId as I;
+                let mut w = PropW(buf);
+                w.four(I::SessionExpiryInterval, p.session_expiry_interval);
+                w.str(I::ReasonString, &p.reason_string);
+                w.users(&p.user_properties);
+                w.str(I::ServerReference, &p.server_reference);
             }
         }
         Packet::Auth(a) => {
