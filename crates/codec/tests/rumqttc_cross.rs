@@ -185,7 +185,9 @@ fn some_if<T>(present: bool, t: T) -> Option<T> {
     present.then_some(t)
 }
 
-fn r5_ack_props(p: &AckProperties) -> Option<(Option<String>, Vec<(String, String)>)> {
+type AckView = (Option<String>, Vec<(String, String)>);
+
+fn r5_ack_props(p: &AckProperties) -> Option<AckView> {
     (!p.is_empty()).then(|| (os(&p.reason_string), users(&p.user_properties)))
 }
 
