@@ -9,23 +9,26 @@
 //! pattern write devices/%c/status     # %c: client id, %u: user name
 //! ```
 //!
-//! Semantics are Mosquitto 2.0's: a client's `topic` lines (those of its `user` section, or the
-//! anonymous section when it has no user name) are tried in file order, and the first line whose
-//! filter matches the topic decides: `deny` refuses, a line granting the access asked for allows,
-//! any other matching line is passed over. When no `topic` line decides, the `pattern` lines (which
-//! apply to everybody, wherever they stand in the file) are tried the same way, after `%c` and `%u`
-//! are replaced by the client id and user name; a pattern with `%u` never applies to a client
-//! without a user name, and when any pattern exists a client whose id or user name contains `+` or
-//! `#` is refused. Nothing decided means refused: once a file is given, the default is deny.
+//! Semantics are Mosquitto 2.0.11's, checked side by side with it (`tests/auth_interop.rs`). For a
+//! client, its `topic` lines (those of its `user` section, or of the anonymous section when it has
+//! no user name) are consulted first: if any `deny` line matches the topic, access is refused,
+//! wherever that line stands; otherwise, if any line matching the topic grants the access asked
+//! for, it is allowed. When the `topic` lines decide nothing, the `pattern` lines (which apply to
+//! every client, wherever they stand in the file) are consulted the same way, denials first, after
+//! `%c` and `%u` are replaced by the client id and user name. A pattern with `%u` never applies to
+//! a client without a user name, and when the file has any pattern, a client whose id or user name
+//! contains `+` or `#` gets nothing from them. Nothing decided means refused: once a file is given,
+//! the default is deny.
 //!
 //! One deliberate difference: Mosquitto 2.0 accepts every SUBSCRIBE and filters on delivery.
-//! [`Access::Subscribe`] here is allowed only when the first line that covers the whole
-//! subscription filter (every topic the subscription can match, the ACL filter matches too) grants
-//! read; otherwise the broker refuses the SUBSCRIBE. Delivery is still checked with [`Access::Read`].
+//! [`Access::Subscribe`] here is allowed only when a line granting read covers the whole
+//! subscription filter (every topic the subscription can match, the ACL filter matches too) and no
+//! `deny` line covers it; otherwise the broker refuses the SUBSCRIBE. Delivery is still checked
+//! with [`Access::Read`], so a `deny` inside a granted subscription still holds.
 //!
-//! Speed: each user's lines are compiled once, at load, into a topic trie that yields the first
-//! deciding line without scanning the others; [`AclFile::session`] resolves the patterns for one
-//! client into a [`SessionAcl`] that the broker keeps for the life of the session.
+//! Speed: each user's lines are compiled once, at load, into a topic trie that visits only the
+//! lines that can match; [`AclFile::session`] resolves the patterns for one client into a
+//! [`SessionAcl`] that the broker keeps for the life of the session.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -151,41 +154,49 @@ pub fn validate_filter(filter: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// The first line that decides, for one kind of check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Decision {
-    index: u32,
-    allow: bool,
-}
-
-/// Decisions of the first deciding line ending at a trie node, per access.
+/// What the lines ending at one trie node say.
 #[derive(Debug, Clone, Copy, Default)]
 struct Verdicts {
-    /// Read and Subscribe: the first line that denies or grants read.
-    read: Option<Decision>,
-    /// Write: the first line that denies or grants write.
-    write: Option<Decision>,
+    deny: bool,
+    read: bool,
+    write: bool,
 }
 
 impl Verdicts {
-    fn add(&mut self, index: u32, access: AclAccess) {
-        let (read, write) = match access {
-            AclAccess::Deny => (Some(false), Some(false)),
-            AclAccess::Read => (Some(true), None),
-            AclAccess::Write => (None, Some(true)),
-            AclAccess::ReadWrite => (Some(true), Some(true)),
-        };
-        // Lines are added in file order, so the first one kept is the first in the file.
-        if let (None, Some(allow)) = (self.read, read) {
-            self.read = Some(Decision { index, allow });
-        }
-        if let (None, Some(allow)) = (self.write, write) {
-            self.write = Some(Decision { index, allow });
+    fn add(&mut self, access: AclAccess) {
+        match access {
+            AclAccess::Deny => self.deny = true,
+            AclAccess::Read => self.read = true,
+            AclAccess::Write => self.write = true,
+            AclAccess::ReadWrite => {
+                self.read = true;
+                self.write = true;
+            }
         }
     }
+}
 
-    fn get(&self, write: bool) -> Option<Decision> {
-        if write { self.write } else { self.read }
+/// What the matching lines said so far, for the one access being checked.
+#[derive(Debug, Clone, Copy, Default)]
+struct Found {
+    deny: bool,
+    grant: bool,
+}
+
+impl Found {
+    fn add(&mut self, v: &Verdicts, write: bool) {
+        self.deny |= v.deny;
+        self.grant |= if write { v.write } else { v.read };
+    }
+
+    fn decision(self) -> Option<bool> {
+        if self.deny {
+            Some(false)
+        } else if self.grant {
+            Some(true)
+        } else {
+            None
+        }
     }
 }
 
@@ -200,66 +211,64 @@ struct Node {
     end: Option<Verdicts>,
 }
 
-fn keep_first(best: &mut Option<Decision>, found: Option<Decision>) {
-    if let Some(found) = found
-        && best.is_none_or(|b| found.index < b.index)
-    {
-        *best = Some(found);
-    }
-}
-
 impl Node {
-    fn insert(&mut self, filter: &str, index: u32, access: AclAccess) {
+    fn insert(&mut self, filter: &str, access: AclAccess) {
         let mut node = self;
         for level in filter.split('/') {
             match level {
                 "#" => {
-                    node.hash.get_or_insert_default().add(index, access);
+                    node.hash.get_or_insert_default().add(access);
                     return;
                 }
                 "+" => node = node.plus.get_or_insert_default(),
                 literal => node = node.children.entry(literal.into()).or_default(),
             }
         }
-        node.end.get_or_insert_default().add(index, access);
+        node.end.get_or_insert_default().add(access);
     }
 
-    /// First deciding line among those whose filter matches the topic name `levels`.
-    fn match_topic(&self, levels: &[&str], depth: usize, write: bool, best: &mut Option<Decision>) {
+    /// Collects what the lines whose filter matches the topic name `levels` say.
+    fn match_topic(&self, levels: &[&str], depth: usize, write: bool, found: &mut Found) {
+        if found.deny {
+            return;
+        }
         // [MQTT-4.7.2-1] wildcards at the first level do not match topics starting with `$`.
         let dollar = depth == 0 && levels.first().is_some_and(|l| l.starts_with('$'));
         if let Some(v) = &self.hash
             && !dollar
         {
-            keep_first(best, v.get(write));
+            found.add(v, write);
         }
         let Some(level) = levels.get(depth) else {
             if let Some(v) = &self.end {
-                keep_first(best, v.get(write));
+                found.add(v, write);
             }
             return;
         };
         if let Some(child) = self.children.get(*level) {
-            child.match_topic(levels, depth + 1, write, best);
+            child.match_topic(levels, depth + 1, write, found);
         }
         if let Some(plus) = &self.plus
             && !dollar
         {
-            plus.match_topic(levels, depth + 1, write, best);
+            plus.match_topic(levels, depth + 1, write, found);
         }
     }
 
-    /// First deciding line among those whose filter covers the subscription filter `levels`.
-    fn cover_filter(&self, levels: &[&str], depth: usize, best: &mut Option<Decision>) {
+    /// Collects what the lines whose filter covers the subscription filter `levels` say (read).
+    fn cover_filter(&self, levels: &[&str], depth: usize, found: &mut Found) {
+        if found.deny {
+            return;
+        }
         let dollar = depth == 0 && levels.first().is_some_and(|l| l.starts_with('$'));
         if let Some(v) = &self.hash
             && !dollar
         {
-            keep_first(best, v.read);
+            found.add(v, false);
         }
         let Some(level) = levels.get(depth) else {
             if let Some(v) = &self.end {
-                keep_first(best, v.read);
+                found.add(v, false);
             }
             return;
         };
@@ -268,17 +277,17 @@ impl Node {
             "#" => {}
             "+" => {
                 if let Some(plus) = &self.plus {
-                    plus.cover_filter(levels, depth + 1, best);
+                    plus.cover_filter(levels, depth + 1, found);
                 }
             }
             literal => {
                 if let Some(child) = self.children.get(literal) {
-                    child.cover_filter(levels, depth + 1, best);
+                    child.cover_filter(levels, depth + 1, found);
                 }
                 if let Some(plus) = &self.plus
                     && !dollar
                 {
-                    plus.cover_filter(levels, depth + 1, best);
+                    plus.cover_filter(levels, depth + 1, found);
                 }
             }
         }
@@ -289,16 +298,13 @@ impl Node {
 #[derive(Debug, Default, Clone)]
 struct RuleSet {
     root: Node,
-    len: usize,
 }
 
 impl RuleSet {
     fn from_rules<'a>(rules: impl IntoIterator<Item = (&'a str, AclAccess)>) -> Self {
         let mut set = Self::default();
         for (filter, access) in rules {
-            let index = u32::try_from(set.len).unwrap_or(u32::MAX);
-            set.root.insert(filter, index, access);
-            set.len += 1;
+            set.root.insert(filter, access);
         }
         set
     }
@@ -311,13 +317,13 @@ impl RuleSet {
     }
 
     fn decide_levels(&self, access: Access, levels: &[&str]) -> Option<bool> {
-        let mut best = None;
+        let mut found = Found::default();
         match access {
-            Access::Read => self.root.match_topic(levels, 0, false, &mut best),
-            Access::Write => self.root.match_topic(levels, 0, true, &mut best),
-            Access::Subscribe => self.root.cover_filter(levels, 0, &mut best),
+            Access::Read => self.root.match_topic(levels, 0, false, &mut found),
+            Access::Write => self.root.match_topic(levels, 0, true, &mut found),
+            Access::Subscribe => self.root.cover_filter(levels, 0, &mut found),
         }
-        best.map(|d| d.allow)
+        found.decision()
     }
 }
 
@@ -665,19 +671,20 @@ mod tests {
         }
     }
 
+    /// Mosquitto 2.0.11: a loop over the denials first, then one over the grants.
     fn linear(rules: &[(String, AclAccess)], access: Access, topic: &str) -> Option<bool> {
+        let hit = |filter: &str| match access {
+            Access::Subscribe => covers(filter, topic),
+            _ => topic_matches(filter, topic),
+        };
         for (filter, a) in rules {
-            let hit = match access {
-                Access::Subscribe => covers(filter, topic),
-                _ => topic_matches(filter, topic),
-            };
-            if hit {
-                if *a == AclAccess::Deny {
-                    return Some(false);
-                }
-                if a.grants(access) {
-                    return Some(true);
-                }
+            if *a == AclAccess::Deny && hit(filter) {
+                return Some(false);
+            }
+        }
+        for (filter, a) in rules {
+            if a.grants(access) && hit(filter) {
+                return Some(true);
             }
         }
         None
@@ -820,20 +827,19 @@ mod tests {
     }
 
     #[test]
-    fn first_deciding_line_wins_so_deny_must_come_first() {
+    fn deny_wins_wherever_it_stands() {
         let f = acl("user u\ntopic deny a/secret\ntopic readwrite a/#\n\
              user v\ntopic readwrite a/#\ntopic deny a/secret");
-        let u = f.session(&id("c", Some("u")));
-        assert!(!u.check(Access::Read, "a/secret"));
-        assert!(!u.check(Access::Write, "a/secret"));
-        assert!(u.check(Access::Read, "a/other"));
-        // As in Mosquitto 2.0: the grant matched first, the later deny is never reached.
-        let v = f.session(&id("c", Some("v")));
-        assert!(v.check(Access::Read, "a/secret"));
+        for user in ["u", "v"] {
+            let s = f.session(&id("c", Some(user)));
+            assert!(!s.check(Access::Read, "a/secret"), "{user}");
+            assert!(!s.check(Access::Write, "a/secret"), "{user}");
+            assert!(s.check(Access::Read, "a/other"), "{user}");
+        }
     }
 
     #[test]
-    fn non_deciding_lines_are_passed_over() {
+    fn lines_granting_other_access_are_passed_over() {
         // `read a/#` matches a write to a/b but does not decide it; the later line grants.
         let f = acl("user u\ntopic read a/#\ntopic write a/b");
         let s = f.session(&id("c", Some("u")));

@@ -110,6 +110,13 @@ impl PasswordHash {
         Self::pbkdf2_sha512(password, salt, DEFAULT_ITERATIONS)
     }
 
+    /// A new legacy `$6$` hash with a random [`SALT_LEN`]-byte salt (`mosquitto_passwd -H sha512`).
+    pub fn generate_sha512(password: &[u8]) -> Self {
+        let mut salt = vec![0u8; SALT_LEN];
+        rand::rng().fill_bytes(&mut salt);
+        Self::sha512(password, salt)
+    }
+
     /// A `$7$` hash with the given salt and iterations (known-answer tests, `-U` with settings).
     pub fn pbkdf2_sha512(password: &[u8], salt: Vec<u8>, iterations: u32) -> Self {
         let mut hash = [0u8; HASH_LEN];
