@@ -121,3 +121,14 @@ pub struct LogConfig {
 fn info() -> String {
     "info".to_owned()
 }
+
+/// The `[[rules]]` array of a whole `tern.toml`; every other key and table is ignored (the broker
+/// owns them). Errors name the line and column in the file.
+pub fn rules_from_toml(text: &str) -> Result<Vec<RuleConfig>, toml::de::Error> {
+    #[derive(Deserialize)]
+    struct File {
+        #[serde(default)]
+        rules: Vec<RuleConfig>,
+    }
+    toml::from_str::<File>(text).map(|f| f.rules)
+}

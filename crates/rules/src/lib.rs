@@ -25,7 +25,9 @@ mod time;
 pub mod topic;
 mod webhook;
 
-pub use config::{ActionConfig, LogConfig, RepublishConfig, RuleConfig, WebhookConfig};
+pub use config::{
+    ActionConfig, LogConfig, RepublishConfig, RuleConfig, WebhookConfig, rules_from_toml,
+};
 pub use error::{ParseError, RuleError};
 pub use eval::MessageContext;
 pub use lexer::Pos;

@@ -230,6 +230,33 @@ pub enum Verdict {
     Passed(RuleOutcome),
 }
 
+impl Verdict {
+    /// The verdict as JSON, for `tern rules test`: `result` (`passed`, `filtered` or
+    /// `no_match`), and when passed the `selected` fields and the `actions` it would take.
+    pub fn to_json(&self, rule_id: &str) -> Value {
+        match self {
+            Verdict::NoMatch => json!({
+                "rule": rule_id,
+                "result": "no_match",
+                "reason": "the topic matches none of the FROM filters",
+            }),
+            Verdict::Filtered { type_errors } => json!({
+                "rule": rule_id,
+                "result": "filtered",
+                "reason": "WHERE is false or NULL",
+                "type_errors": type_errors,
+            }),
+            Verdict::Passed(o) => json!({
+                "rule": rule_id,
+                "result": "passed",
+                "selected": o.selected,
+                "actions": o.actions.iter().map(ActionOutput::to_json).collect::<Vec<_>>(),
+                "type_errors": o.type_errors,
+            }),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Action {
     Republish {
