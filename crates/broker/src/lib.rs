@@ -6,9 +6,16 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod broker;
+pub mod config;
 pub mod message;
 pub mod protocol;
 pub mod router;
+mod server;
 pub mod session;
 pub mod store;
 pub mod topic;
+
+pub use broker::{Broker, BrokerError, BrokerHandle, PublishHook, RunningBroker, StatsSnapshot};
+pub use config::{Config, ConfigError};
+pub use message::{Delivery, Message};

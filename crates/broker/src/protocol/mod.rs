@@ -161,6 +161,8 @@ pub struct ConnStats {
     pub dropped_too_large: u64,
     /// Messages dropped because their expiry interval ran out before sending.
     pub dropped_expired: u64,
+    /// Messages not sent because the authorizer denies the client read access to the topic.
+    pub dropped_unauthorized: u64,
 }
 
 /// Packets received between CONNECT and the broker's answer are held, up to this many.
@@ -229,6 +231,11 @@ impl Connection {
             actions: VecDeque::new(),
             stats: ConnStats::default(),
         }
+    }
+
+    /// Replaces the authorizer, e.g. with a per-session ACL once the client is known.
+    pub fn set_authorizer(&mut self, authz: Arc<dyn Authorizer>) {
+        self.authz = authz;
     }
 
     /// Where the connection is in its life.
@@ -352,6 +359,16 @@ impl Connection {
     /// (0x81 Malformed Packet, 0x82 Protocol Error, 0x95 Packet too large...), then the
     /// connection is closed and the will published [MQTT-4.13.1-1].
     pub fn handle_decode_error(&mut self, reason: ReasonCode) {
+        // An unknown protocol level gets CONNACK 0x01 in the 3.1.1 format [MQTT-3.1.2-2].
+        if self.phase == Phase::AwaitConnect && reason == ReasonCode::UNSUPPORTED_PROTOCOL_VERSION {
+            self.version = ProtocolVersion::V311;
+            self.transmit
+                .push_back(Packet::ConnAck(tern_codec::ConnAck {
+                    session_present: false,
+                    reason_code: ReasonCode::V3_UNACCEPTABLE_PROTOCOL_VERSION,
+                    properties: Default::default(),
+                }));
+        }
         match self.phase {
             Phase::Connected => self.fail(reason),
             _ => self.close_silently(reason),

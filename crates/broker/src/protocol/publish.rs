@@ -246,6 +246,16 @@ impl Connection {
                 self.stats.dropped_expired += 1;
                 continue;
             }
+            // Read access is checked again on delivery, so a queued or retained message never
+            // reaches a client that may not read it.
+            if !self
+                .authz
+                .authorize(&self.identity, Access::Read, &head.message.topic)
+            {
+                self.pending.pop_front();
+                self.stats.dropped_unauthorized += 1;
+                continue;
+            }
             if head.qos != QoS::AtMostOnce && !self.window_open() {
                 break;
             }

@@ -85,18 +85,29 @@ impl SessionStore for MemorySessionStore {
         }
     }
 
-    fn take_expired(&self, now: Instant) -> Vec<SessionState> {
+    fn expired(&self, now: Instant) -> Vec<Arc<str>> {
         let mut out = Vec::new();
         for shard in &self.shards {
-            let mut m = shard.lock().unwrap_or_else(|e| e.into_inner());
-            let ids: Vec<Arc<str>> = m
-                .iter()
-                .filter(|(_, s)| s.expires_at.is_some_and(|t| t <= now))
-                .map(|(k, _)| k.clone())
-                .collect();
-            out.extend(ids.iter().filter_map(|k| m.remove(k)).map(|s| s.session));
+            let m = shard.lock().unwrap_or_else(|e| e.into_inner());
+            out.extend(
+                m.iter()
+                    .filter(|(_, s)| s.expires_at.is_some_and(|t| t <= now))
+                    .map(|(k, _)| k.clone()),
+            );
         }
         out
+    }
+
+    fn take_if_expired(&self, client_id: &str, now: Instant) -> Option<SessionState> {
+        let mut m = self.shard(client_id);
+        let expired = m
+            .get(client_id)
+            .is_some_and(|s| s.expires_at.is_some_and(|t| t <= now));
+        if expired {
+            m.remove(client_id).map(|s| s.session)
+        } else {
+            None
+        }
     }
 
     fn subscriptions(&self) -> Vec<StoredSubscriptions> {
@@ -207,10 +218,17 @@ mod tests {
         let now = Instant::now();
         s.put(SessionState::new("a".into(), 5), now);
         s.put(SessionState::new("b".into(), EXPIRY_NEVER), now);
-        assert!(s.take_expired(now + Duration::from_secs(4)).is_empty());
-        let gone = s.take_expired(now + Duration::from_secs(5));
-        assert_eq!(gone.len(), 1);
-        assert_eq!(&*gone[0].client_id, "a");
+        assert!(s.expired(now + Duration::from_secs(4)).is_empty());
+        let gone = s.expired(now + Duration::from_secs(5));
+        assert_eq!(gone, [Arc::<str>::from("a")]);
+        assert!(
+            s.take_if_expired("a", now + Duration::from_secs(5))
+                .is_some()
+        );
+        assert!(
+            s.take_if_expired("b", now + Duration::from_secs(5))
+                .is_none()
+        );
         assert_eq!(s.len(), 1);
     }
 }

@@ -27,8 +27,11 @@ pub trait SessionStore: Send + Sync {
     fn remove(&self, client_id: &str) -> Option<SessionState>;
     /// Queues a delivery for an offline session; [`QueueOutcome::NoSession`] if there is none.
     fn enqueue(&self, client_id: &str, delivery: Delivery, limits: &QueueLimits) -> QueueOutcome;
-    /// Removes and returns every session whose expiry interval has run out by `now`.
-    fn take_expired(&self, now: Instant) -> Vec<SessionState>;
+    /// Client ids of the sessions whose expiry interval has run out by `now`.
+    fn expired(&self, now: Instant) -> Vec<Arc<str>>;
+    /// Removes and returns the session of `client_id` if it has expired by `now` (the broker
+    /// calls this with the client's registry entry locked, so a reconnect cannot race it).
+    fn take_if_expired(&self, client_id: &str, now: Instant) -> Option<SessionState>;
     /// Subscriptions of every stored session, to rebuild a router on start.
     fn subscriptions(&self) -> Vec<StoredSubscriptions>;
     /// Number of stored (offline) sessions.

@@ -1,0 +1,544 @@
+//! The broker as a library: [`Broker`] (configure, then [`Broker::start`]), [`RunningBroker`]
+//! (addresses, shutdown) and [`BrokerHandle`] (publish from outside, counters).
+//!
+//! This module holds the state shared by all connections and the publish path: the router, the
+//! session and retained stores (behind traits), and the registry of connected clients with
+//! their mailboxes. The registry is sharded by client id; each shard's lock is held only to put
+//! a delivery in one mailbox or to move a session between a connection and the store, which
+//! is what keeps a message from being lost while its client connects or disconnects. PUBLISH
+//! takes the router's lock for reading only; no lock is global to the publish path.
+
+use crate::auth::{AllowAll, Authenticator, Authorizer};
+use crate::config::{Config, ListenerConfig};
+use crate::message::{Delivery, Message};
+use crate::protocol::{ProtocolConfig, Will};
+use crate::router::{RouteEntry, Router, TrieRouter};
+use crate::session::{EXPIRY_NEVER, QueueOutcome, SessionState};
+use crate::store::memory::{MemoryRetainedStore, MemorySessionStore};
+use crate::store::{RetainedStore, SessionStore};
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Called for every message the broker routes (from clients, wills, or injected): the hook a
+/// rules engine uses to see traffic. It runs on the publish path, so it must not block.
+pub trait PublishHook: Send + Sync {
+    /// A message is about to be routed.
+    fn on_publish(&self, message: &Arc<Message>);
+}
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// A listener could not bind its address.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Counters of the whole broker, readable at any time.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Clients connected now.
+    pub clients_connected: AtomicU64,
+    /// Messages received from clients (and injected).
+    pub messages_received: AtomicU64,
+    /// Deliveries put in a mailbox or a session queue.
+    pub messages_queued: AtomicU64,
+    /// Deliveries dropped because a session's queue was full (count or bytes limit).
+    pub dropped_queue_full: AtomicU64,
+    /// QoS 0 deliveries not queued for offline sessions.
+    pub dropped_qos0_offline: AtomicU64,
+    /// Messages dropped at a connection: expired, too large for the client, or unauthorized.
+    pub dropped_at_connection: AtomicU64,
+}
+
+/// A plain copy of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Clients connected now.
+    pub clients_connected: u64,
+    /// Messages received.
+    pub messages_received: u64,
+    /// Deliveries queued.
+    pub messages_queued: u64,
+    /// Dropped: queue full.
+    pub dropped_queue_full: u64,
+    /// Dropped: QoS 0 for an offline session.
+    pub dropped_qos0_offline: u64,
+    /// Dropped at a connection.
+    pub dropped_at_connection: u64,
+}
+
+impl Stats {
+    fn snapshot(&self) -> StatsSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            clients_connected: l(&self.clients_connected),
+            messages_received: l(&self.messages_received),
+            messages_queued: l(&self.messages_queued),
+            dropped_queue_full: l(&self.dropped_queue_full),
+            dropped_qos0_offline: l(&self.dropped_qos0_offline),
+            dropped_at_connection: l(&self.dropped_at_connection),
+        }
+    }
+}
+
+/// Deliveries waiting for a connected client's task to pick them up.
+#[derive(Debug, Default)]
+pub(crate) struct Mailbox {
+    pub(crate) queue: VecDeque<Delivery>,
+    pub(crate) bytes: usize,
+}
+
+/// A connected client as the registry sees it.
+#[derive(Debug)]
+pub(crate) struct Online {
+    pub(crate) conn_id: u64,
+    pub(crate) mailbox: Mutex<Mailbox>,
+    pub(crate) notify: Notify,
+    /// Cancelled to take the session over (the connection closes with 0x8E).
+    pub(crate) kick: CancellationToken,
+    /// Cancelled once the connection has handed its session back.
+    pub(crate) done: CancellationToken,
+}
+
+impl Online {
+    pub(crate) fn new(conn_id: u64) -> Self {
+        Online {
+            conn_id,
+            mailbox: Mutex::new(Mailbox::default()),
+            notify: Notify::new(),
+            kick: CancellationToken::new(),
+            done: CancellationToken::new(),
+        }
+    }
+
+    pub(crate) fn pop(&self) -> Option<Delivery> {
+        let mut mb = lock(&self.mailbox);
+        let d = mb.queue.pop_front()?;
+        mb.bytes = mb.bytes.saturating_sub(d.queued_size());
+        Some(d)
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const SHARDS: usize = 32;
+
+type Shard = Mutex<HashMap<Arc<str>, Arc<Online>>>;
+
+/// State shared by every connection of one broker.
+pub(crate) struct Shared {
+    pub(crate) proto: Arc<ProtocolConfig>,
+    pub(crate) sessions: Arc<dyn SessionStore>,
+    pub(crate) retained: Arc<dyn RetainedStore>,
+    pub(crate) router: Arc<dyn Router>,
+    pub(crate) authenticator: Arc<dyn Authenticator>,
+    pub(crate) authorizer: Arc<dyn Authorizer>,
+    hooks: Vec<Arc<dyn PublishHook>>,
+    online: Vec<Shard>,
+    hasher: RandomState,
+    pending_wills: Mutex<HashMap<Arc<str>, (u64, CancellationToken)>>,
+    pub(crate) stats: Stats,
+    next_id: AtomicU64,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+}
+
+impl Shared {
+    pub(crate) fn shard(&self, client_id: &str) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Online>>> {
+        let i = (self.hasher.hash_one(client_id) as usize) % SHARDS;
+        // The modulo keeps `i` below SHARDS, the length of `online`.
+        lock(&self.online[i])
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Routes a message to every matching subscription, storing it first if retained.
+    pub(crate) fn publish(&self, message: Arc<Message>) {
+        self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
+        for h in &self.hooks {
+            h.on_publish(&message);
+        }
+        // A retained message is stored (or deleted by an empty payload) [MQTT-3.3.1-5] [MQTT-3.3.1-6].
+        if message.retain && self.proto.retain_available {
+            self.retained.retain(message.clone());
+        }
+        let matches = self
+            .router
+            .route(&message.topic, message.publisher.as_deref());
+        for t in matches.targets {
+            let d = Delivery {
+                message: message.clone(),
+                // The lower of the published QoS and the granted QoS [MQTT-3.8.4-8].
+                qos: message.qos.min(t.qos),
+                // Forwarded with RETAIN 0 unless Retain As Published [MQTT-3.3.1-12] [MQTT-3.3.1-13].
+                retain: message.retain && t.retain_as_published,
+                subscription_ids: t.subscription_ids,
+            };
+            self.deliver_to(&t.client_id, d);
+        }
+        for group in matches.shared {
+            // Prefer a connected member, in round-robin order; with none, queue in the first
+            // member's session so the message is not lost.
+            let chosen = group
+                .members
+                .iter()
+                .find(|(c, _)| self.shard(c).contains_key(c))
+                .or_else(|| group.members.first());
+            if let Some((client, entry)) = chosen {
+                let d = Delivery {
+                    message: message.clone(),
+                    qos: message.qos.min(entry.options.qos),
+                    retain: message.retain && entry.options.retain_as_published,
+                    subscription_ids: entry.subscription_id.into_iter().collect(),
+                };
+                self.deliver_to(client, d);
+            }
+        }
+    }
+
+    /// Puts a delivery in the client's mailbox if it is connected, else in its stored session.
+    pub(crate) fn deliver_to(&self, client_id: &str, d: Delivery) {
+        let limits = self.proto.queue;
+        let shard = self.shard(client_id);
+        let outcome = match shard.get(client_id) {
+            Some(online) => {
+                let mut mb = lock(&online.mailbox);
+                let full = (limits.max_messages != 0 && mb.queue.len() >= limits.max_messages)
+                    || (limits.max_bytes != 0 && mb.bytes + d.queued_size() > limits.max_bytes);
+                if full {
+                    QueueOutcome::DroppedFull
+                } else {
+                    mb.bytes += d.queued_size();
+                    mb.queue.push_back(d);
+                    drop(mb);
+                    online.notify.notify_one();
+                    QueueOutcome::Queued
+                }
+            }
+            None => self.sessions.enqueue(client_id, d, &limits),
+        };
+        drop(shard);
+        let counter = match outcome {
+            QueueOutcome::Queued => &self.stats.messages_queued,
+            QueueOutcome::DroppedFull => {
+                tracing::debug!(client_id, "queue full, message dropped");
+                &self.stats.dropped_queue_full
+            }
+            QueueOutcome::DroppedQos0 => &self.stats.dropped_qos0_offline,
+            QueueOutcome::NoSession => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Removes a session's subscriptions from the router.
+    pub(crate) fn unroute_session(&self, session: &SessionState) {
+        for filter in session.subscriptions.keys() {
+            self.router.unsubscribe(&session.client_id, filter);
+        }
+    }
+
+    /// Cancels a will waiting for its delay: the client came back [MQTT-3.1.3-9].
+    pub(crate) fn cancel_pending_will(&self, client_id: &str) {
+        if let Some((_, t)) = lock(&self.pending_wills).remove(client_id) {
+            t.cancel();
+        }
+    }
+
+    /// Publishes a will now, or after the earlier of its delay and the session's end.
+    pub(crate) fn schedule_will(
+        self: &Arc<Self>,
+        client_id: Arc<str>,
+        will: Will,
+        session_expiry: u32,
+    ) {
+        let delay = match session_expiry {
+            0 => 0,
+            EXPIRY_NEVER => will.delay_interval,
+            e => will.delay_interval.min(e),
+        };
+        if delay == 0 {
+            self.publish_will(&client_id, will);
+            return;
+        }
+        let token = CancellationToken::new();
+        let id = self.next_id();
+        lock(&self.pending_wills).insert(client_id.clone(), (id, token.clone()));
+        let shared = self.clone();
+        self.tracker.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => {
+                    let mut wills = lock(&shared.pending_wills);
+                    let ours = wills.get(&client_id).is_some_and(|(i, _)| *i == id);
+                    if ours {
+                        wills.remove(&client_id);
+                        drop(wills);
+                        shared.publish_will(&client_id, will);
+                    }
+                }
+                _ = token.cancelled() => {}
+                // Pending wills are not published on shutdown.
+                _ = shared.shutdown.cancelled() => {}
+            }
+        });
+    }
+
+    fn publish_will(&self, client_id: &str, will: Will) {
+        tracing::debug!(client_id, topic = %will.message.topic, "publishing will");
+        let message = will
+            .message
+            .with_expiry_interval(will.message_expiry_interval, Instant::now());
+        self.publish(Arc::new(message));
+    }
+
+    /// Removes sessions whose expiry interval has run out, with their subscriptions.
+    pub(crate) fn expire_sessions(&self, now: Instant) {
+        for id in self.sessions.expired(now) {
+            let shard = self.shard(&id);
+            if shard.contains_key(&id) {
+                continue;
+            }
+            if let Some(s) = self.sessions.take_if_expired(&id, now) {
+                self.unroute_session(&s);
+                tracing::debug!(client_id = %id, "session expired");
+            }
+            drop(shard);
+        }
+    }
+}
+
+/// A broker, configured but not yet listening.
+pub struct Broker {
+    config: Config,
+    sessions: Arc<dyn SessionStore>,
+    retained: Arc<dyn RetainedStore>,
+    router: Arc<dyn Router>,
+    authenticator: Arc<dyn Authenticator>,
+    authorizer: Arc<dyn Authorizer>,
+    hooks: Vec<Arc<dyn PublishHook>>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    /// A broker with in-memory stores, anonymous access and no ACL.
+    pub fn new(config: Config) -> Self {
+        Broker {
+            config,
+            sessions: Arc::new(MemorySessionStore::new()),
+            retained: Arc::new(MemoryRetainedStore::new()),
+            router: Arc::new(TrieRouter::new()),
+            authenticator: Arc::new(AllowAll),
+            authorizer: Arc::new(AllowAll),
+            hooks: Vec::new(),
+        }
+    }
+
+    /// Uses another session store (e.g. on disk).
+    pub fn with_session_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.sessions = store;
+        self
+    }
+
+    /// Uses another retained-message store.
+    pub fn with_retained_store(mut self, store: Arc<dyn RetainedStore>) -> Self {
+        self.retained = store;
+        self
+    }
+
+    /// Uses another router.
+    pub fn with_router(mut self, router: Arc<dyn Router>) -> Self {
+        self.router = router;
+        self
+    }
+
+    /// Checks credentials at CONNECT with `authenticator`.
+    pub fn with_authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.authenticator = authenticator;
+        self
+    }
+
+    /// Checks topic access with `authorizer`.
+    pub fn with_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
+        self.authorizer = authorizer;
+        self
+    }
+
+    /// Calls `hook` for every routed message.
+    pub fn with_publish_hook(mut self, hook: Arc<dyn PublishHook>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+
+    /// Binds every listener and starts serving. Sessions found in the store get their
+    /// subscriptions back in the router.
+    pub async fn start(self) -> Result<RunningBroker, BrokerError> {
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let shared = Arc::new(Shared {
+            proto: Arc::new(self.config.protocol()),
+            sessions: self.sessions,
+            retained: self.retained,
+            router: self.router,
+            authenticator: self.authenticator,
+            authorizer: self.authorizer,
+            hooks: self.hooks,
+            online: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            pending_wills: Mutex::new(HashMap::new()),
+            stats: Stats::default(),
+            next_id: AtomicU64::new(1),
+            shutdown: shutdown.clone(),
+            tracker: tracker.clone(),
+        });
+        for (client_id, subs) in shared.sessions.subscriptions() {
+            for (filter, sub) in subs {
+                let entry = RouteEntry {
+                    options: sub.options,
+                    subscription_id: sub.id,
+                };
+                shared.router.subscribe(&client_id, &filter, entry);
+            }
+        }
+        let mut local_addrs = Vec::new();
+        for l in self.config.effective_listeners() {
+            let addr = crate::server::listen(&shared, &l).await?;
+            local_addrs.push(addr);
+        }
+        let sweeper = shared.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => sweeper.expire_sessions(Instant::now()),
+                    _ = sweeper.shutdown.cancelled() => break,
+                }
+            }
+        });
+        Ok(RunningBroker {
+            shared,
+            local_addrs,
+            listeners: self.config.effective_listeners(),
+        })
+    }
+}
+
+/// A broker that is listening.
+pub struct RunningBroker {
+    shared: Arc<Shared>,
+    local_addrs: Vec<SocketAddr>,
+    listeners: Vec<ListenerConfig>,
+}
+
+impl std::fmt::Debug for RunningBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningBroker")
+            .field("local_addrs", &self.local_addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningBroker {
+    /// The addresses actually bound, in listener order (port 0 resolved).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// The listener configurations, in the order of [`RunningBroker::local_addrs`].
+    pub fn listeners(&self) -> &[ListenerConfig] {
+        &self.listeners
+    }
+
+    /// A handle to publish into the broker and read its counters.
+    pub fn handle(&self) -> BrokerHandle {
+        BrokerHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Stops accepting, tells v5 clients 0x8B Server shutting down, lets every connection hand
+    /// its session back to the store, and waits for all tasks to end.
+    pub async fn shutdown(self) {
+        self.shared.shutdown.cancel();
+        self.shared.tracker.close();
+        self.shared.tracker.wait().await;
+    }
+
+    /// Resolves once [`RunningBroker::shutdown`] has been requested from a handle.
+    pub async fn wait_for_shutdown_request(&self) {
+        self.shared.shutdown.cancelled().await;
+    }
+}
+
+/// A cheap, cloneable handle on a running broker.
+#[derive(Clone)]
+pub struct BrokerHandle {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for BrokerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerHandle").finish_non_exhaustive()
+    }
+}
+
+impl BrokerHandle {
+    /// Publishes a message as if a client had (a rules engine's republish, a bridge). The
+    /// topic must be a valid topic name; the message goes through hooks, retained store and router.
+    pub fn publish(&self, message: Message) -> Result<(), crate::topic::TopicError> {
+        crate::topic::validate_topic_name(&message.topic)?;
+        self.shared.publish(Arc::new(message));
+        Ok(())
+    }
+
+    /// Serves one MQTT connection over an already accepted stream (TLS, WebSocket, a test
+    /// pipe...) until it ends. Spawn it; it returns when the connection is over.
+    pub async fn serve_connection<S>(&self, stream: S, peer: SocketAddr)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
+        crate::server::serve(self.shared.clone(), stream, peer).await;
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+
+    /// Number of offline sessions in the store.
+    pub fn stored_sessions(&self) -> usize {
+        self.shared.sessions.len()
+    }
+
+    /// Number of retained messages.
+    pub fn retained_messages(&self) -> usize {
+        self.shared.retained.len()
+    }
+
+    /// Asks the broker to shut down (whoever owns the [`RunningBroker`] finishes it).
+    pub fn request_shutdown(&self) {
+        self.shared.shutdown.cancel();
+    }
+}
