@@ -5,6 +5,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 /// Tern: an MQTT 3.1, 3.1.1 and 5.0 broker, client and toolkit.
 #[derive(Debug, Parser)]
 #[command(name = "tern", version, about, long_about = None)]
@@ -15,7 +17,10 @@ struct Cli {
 
 /// The subcommands. Each variant's arguments and code live in the module of the same name.
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Load-test an MQTT broker: throughput, latency, loss and connection cost.
+    Bench(bench::BenchArgs),
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -25,6 +30,8 @@ fn main() -> std::process::ExitCode {
             let _ = Cli::command().print_help();
             std::process::ExitCode::SUCCESS
         }
-        Some(command) => match command {},
+        Some(command) => match command {
+            Command::Bench(args) => bench::run(args),
+        },
     }
 }
