@@ -185,11 +185,23 @@ impl Config {
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+            let mut message = e.message().trim().to_string();
+            // Value errors do not name their key: take it from the offending line.
+            let key = text
+                .lines()
+                .nth(line.saturating_sub(1))
+                .and_then(|l| l.split_once('='))
+                .map(|(k, _)| k.trim());
+            if let Some(key) = key
+                && !message.contains(key)
+            {
+                message = format!("`{key}`: {message}");
+            }
             ConfigError::Invalid {
                 origin: origin.to_string(),
                 line,
                 column,
-                message: e.message().trim().to_string(),
+                message,
             }
         })?;
         config.check(origin)?;
@@ -298,7 +310,10 @@ protocol = "mqtt"
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("t.toml:3:"), "{e}");
-        assert!(e.contains("between 1 and 65535"), "{e}");
+        assert!(
+            e.contains("`max_inflight_messages`: must be between 1 and 65535"),
+            "{e}"
+        );
         let e = Config::from_toml("[[listener]]\nbind = \"nowhere\"\n", "t.toml")
             .unwrap_err()
             .to_string();

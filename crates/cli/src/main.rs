@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod broker;
 mod bench;
 
 /// Tern: an MQTT 3.1, 3.1.1 and 5.0 broker, client and toolkit.
@@ -18,6 +19,8 @@ struct Cli {
 /// The subcommands. Each variant's arguments and code live in the module of the same name.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the MQTT broker (listens on 127.0.0.1:1883 unless configured otherwise).
+    Broker(broker::BrokerArgs),
     /// Load-test an MQTT broker: throughput, latency, loss and connection cost.
     Bench(bench::BenchArgs),
 }
@@ -31,7 +34,19 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::SUCCESS
         }
         Some(command) => match command {
+            Command::Broker(args) => broker::run(args),
             Command::Bench(args) => bench::run(args),
         },
     }
+}
+
+/// Installs the log subscriber: `info` by default, `debug` with `verbose`; `RUST_LOG` overrides.
+pub(crate) fn init_tracing(verbose: bool) {
+    let default = if verbose { "debug" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

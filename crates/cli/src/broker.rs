@@ -1,0 +1,101 @@
+//! `tern broker`: runs the MQTT broker. Parses arguments and `tern.toml`, then hands over to the
+//! `tern-broker` library; waits for SIGINT/SIGTERM and shuts down gracefully.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tern_broker::config::ListenerConfig;
+use tern_broker::{Broker, Config};
+
+/// Arguments of `tern broker`.
+#[derive(Debug, clap::Args)]
+pub struct BrokerArgs {
+    /// Configuration file (see docs/configuration.md).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Listen on ADDR:PORT; repeatable. Replaces the listeners of the configuration file.
+    #[arg(long = "listen", value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// Debug logs.
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
+}
+
+/// Runs the broker until SIGINT or SIGTERM.
+pub fn run(args: BrokerArgs) -> ExitCode {
+    crate::init_tracing(args.verbose);
+    let mut config = match &args.config {
+        Some(path) => match Config::from_file(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("tern broker: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if !args.listen.is_empty() {
+        config.listeners = args
+            .listen
+            .iter()
+            .map(|a| ListenerConfig::mqtt(*a))
+            .collect();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tern broker: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let broker = match Broker::new(config).start().await {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("tern broker: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addrs: Vec<String> = broker
+        .local_addrs()
+        .iter()
+        .map(|a| format!("mqtt://{a}"))
+        .collect();
+    tracing::info!("tern broker listening on {}", addrs.join(", "));
+    let signal = shutdown_signal();
+    tokio::select! {
+        name = signal => tracing::info!(signal = name, "shutting down"),
+        _ = broker.wait_for_shutdown_request() => tracing::info!("shutting down"),
+    }
+    broker.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                "SIGINT"
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    }
+}
