@@ -1,0 +1,192 @@
+//! `tern bench` against a real Mosquitto (Debian's 2.0.11): a short `fanin --json` run at QoS 1
+//! must lose nothing, and the JSON report's counts must add up.
+//!
+//! Needs a third-party program, so it is `#[ignore]`d: `scripts/test.sh` installs the peers and
+//! runs ignored tests. A missing `mosquitto` fails the test, never skips it.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+/// A child process killed when dropped, so a failing test leaves no broker behind.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn require(program: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    for dir in path.split(':').chain(["/usr/sbin", "/sbin"]) {
+        let p = Path::new(dir).join(program);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{program} is not installed: run scripts/install-peers.sh (this test fails, not skips)");
+}
+
+/// Starts Mosquitto on a free port with the benchmark settings (TCP_NODELAY, in-flight 100, no
+/// persistence); returns the guard, the port and the directory holding the configuration.
+fn start_mosquitto() -> (Guard, u16, PathBuf) {
+    let bin = require("mosquitto");
+    let port = free_port();
+    let dir =
+        std::env::temp_dir().join(format!("tern-bench-interop-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+             set_tcp_nodelay true\nmax_inflight_messages 100\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn mosquitto");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(e) = child.stderr.as_mut() {
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("mosquitto exited early with {status}: {err}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto does not listen on {port} after 10 s"
+        );
+        sleep(Duration::from_millis(20));
+    }
+    (Guard(child), port, dir)
+}
+
+/// Runs `tern bench ARGS --json` and parses its report.
+fn bench(args: &[&str]) -> serde_json::Value {
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tern bench");
+    // A 2-second run has a hard cap of a few minutes; it should end in seconds.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "tern bench took {:?}",
+        started.elapsed()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "tern bench {args:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn u(v: &serde_json::Value, path: &str) -> u64 {
+    v.pointer(path)
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("no integer at {path} in {v}"))
+}
+
+#[test]
+#[ignore = "interop: needs mosquitto"]
+fn fanin_qos1_against_mosquitto_loses_nothing_and_counts_add_up() {
+    let (_broker, port, dir) = start_mosquitto();
+    let port = port.to_string();
+    // A moderate rate keeps Mosquitto's per-client queue (max_queued_messages 1000) from
+    // overflowing, which would be a (documented) drop by the broker, not a loss to detect here.
+    let r = bench(&[
+        "fanin", "-p", &port, "-q", "1", "-P", "4", "-d", "2s", "--rate", "4000", "-s", "64",
+    ]);
+    let _ = std::fs::remove_dir_all(dir);
+
+    assert_eq!(r["scenario"], "fanin");
+    assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "{r}");
+    assert_eq!(u(&r, "/publishers"), 4);
+    assert_eq!(u(&r, "/subscribers"), 1);
+    assert_eq!(u(&r, "/connections/established"), 5);
+    assert_eq!(u(&r, "/connections/failed"), 0);
+
+    let sent = u(&r, "/messages/sent");
+    // 4,000 msg/s for 2 s, give or take the scheduling at the edges.
+    assert!((7_000..=8_100).contains(&sent), "sent {sent}");
+    assert_eq!(
+        u(&r, "/messages/acked"),
+        sent,
+        "every QoS 1 publication acknowledged"
+    );
+    assert_eq!(
+        u(&r, "/messages/expected"),
+        sent,
+        "one subscriber expects every message"
+    );
+    assert_eq!(u(&r, "/messages/delivered"), sent);
+    assert_eq!(u(&r, "/messages/lost"), 0);
+    assert_eq!(u(&r, "/messages/duplicates"), 0);
+    assert_eq!(u(&r, "/messages/foreign"), 0);
+    assert_eq!(r["messages"]["loss_counted_from"], "sent");
+    assert_eq!(u(&r, "/messages/qos"), 1);
+    assert_eq!(
+        u(&r, "/messages/latency_us/count"),
+        sent,
+        "a latency sample per message"
+    );
+    let p50 = r["messages"]["latency_us"]["p50"].as_f64().unwrap();
+    let p99 = r["messages"]["latency_us"]["p99"].as_f64().unwrap();
+    let max = r["messages"]["latency_us"]["max"].as_f64().unwrap();
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{p50} {p99} {max}");
+    let rate = r["messages"]["delivered_per_s"].as_f64().unwrap();
+    assert!(rate > 3_000.0, "delivered {rate} msg/s");
+}
+
+#[test]
+#[ignore = "interop: needs mosquitto"]
+fn conn_and_shared_against_mosquitto_report_consistent_counts() {
+    let (_broker, port, dir) = start_mosquitto();
+    let port = port.to_string();
+    let c = bench(&["conn", "-p", &port, "-c", "200", "-d", "1s"]);
+    assert_eq!(u(&c, "/connections/established"), 200);
+    assert_eq!(u(&c, "/connections/dropped"), 0);
+    assert!(c["connections"]["per_s"].as_f64().unwrap() > 0.0);
+
+    // MQTT 5 shared subscription: each message reaches exactly one member.
+    let s = bench(&[
+        "shared", "-p", &port, "-V", "5", "-q", "1", "-P", "2", "-S", "3", "-n", "500",
+    ]);
+    let _ = std::fs::remove_dir_all(dir);
+    assert_eq!(s["errors"].as_array().map(Vec::len), Some(0), "{s}");
+    assert_eq!(u(&s, "/messages/sent"), 1000);
+    assert_eq!(u(&s, "/messages/expected"), 1000);
+    assert_eq!(u(&s, "/messages/delivered"), 1000);
+    assert_eq!(u(&s, "/messages/lost"), 0);
+    assert_eq!(u(&s, "/messages/duplicates"), 0);
+}
