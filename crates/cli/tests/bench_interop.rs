@@ -4,6 +4,8 @@
 //! Needs a third-party program, so it is `#[ignore]`d: `scripts/test.sh` installs the peers and
 //! runs ignored tests. A missing `mosquitto` fails the test, never skips it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -253,10 +253,11 @@ impl InFlight {
             if self.next == 0 {
                 self.next = 1;
             }
-            if let Some(s) = self.state.get_mut(usize::from(self.next))
-                && *s == 0
-            {
-                *s = AWAIT_ACK;
+            let Some(slot) = self.state.get_mut(usize::from(self.next)) else {
+                continue;
+            };
+            if *slot == 0 {
+                *slot = AWAIT_ACK;
                 self.count += 1;
                 return Some(self.next);
             }
@@ -364,8 +365,9 @@ impl Template {
     pub fn append(&self, out: &mut BytesMut, packet_id: u16, stamp: Stamp) {
         let start = out.len();
         out.extend_from_slice(&self.bytes);
-        if let Some(at) = self.packet_id_at
-            && let Some(slot) = out.get_mut(start + at..start + at + 2)
+        if let Some(slot) = self
+            .packet_id_at
+            .and_then(|at| out.get_mut(start + at..start + at + 2))
         {
             slot.copy_from_slice(&packet_id.to_be_bytes());
         }
