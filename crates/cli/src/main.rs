@@ -7,6 +7,10 @@ use clap::{Parser, Subcommand};
 
 mod broker;
 mod bench;
+mod client_opts;
+mod pub_cmd;
+mod rr_cmd;
+mod sub_cmd;
 
 /// Tern: an MQTT 3.1, 3.1.1 and 5.0 broker, client and toolkit.
 #[derive(Debug, Parser)]
@@ -23,6 +27,15 @@ enum Command {
     Broker(broker::BrokerArgs),
     /// Load-test an MQTT broker: throughput, latency, loss and connection cost.
     Bench(bench::BenchArgs),
+    /// Publish MQTT messages (mosquitto_pub's flags; -h is the host, see `tern pub --help`).
+    #[command(disable_help_flag = true)]
+    Pub(pub_cmd::PubArgs),
+    /// Subscribe and print messages (mosquitto_sub's flags and output; see `tern sub --help`).
+    #[command(disable_help_flag = true)]
+    Sub(sub_cmd::SubArgs),
+    /// MQTT v5 request/response (mosquitto_rr's flags; see `tern rr --help`).
+    #[command(disable_help_flag = true)]
+    Rr(rr_cmd::RrArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -36,6 +49,9 @@ fn main() -> std::process::ExitCode {
         Some(command) => match command {
             Command::Broker(args) => broker::run(args),
             Command::Bench(args) => bench::run(args),
+            Command::Pub(args) => pub_cmd::run(args),
+            Command::Sub(args) => sub_cmd::run(args),
+            Command::Rr(args) => rr_cmd::run(args),
         },
     }
 }
