@@ -138,7 +138,7 @@ impl Connection {
                 let _ = s.shutdown().await;
             }
             Connection::WebSocket(ws) => {
-                let _ = ws.close(None).await;
+                let _ = SinkExt::close(&mut **ws).await;
             }
         }
     }
