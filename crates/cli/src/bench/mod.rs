@@ -117,7 +117,8 @@ pub struct NetArgs {
     /// Print one JSON object on standard output instead of the summary (no progress line).
     #[arg(long)]
     pub json: bool,
-    /// Hard wall-clock limit of the whole run (default: duration plus two minutes, or 10 min).
+    /// Hard wall-clock limit of the whole run (default: duration + 115 s; with -n alone 10 min;
+    /// conn: hold + 5 min).
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
     /// Runtime worker threads (default: the CPUs this process may run on).
