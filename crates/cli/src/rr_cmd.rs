@@ -7,7 +7,7 @@
 //! ```
 
 use crate::client_opts::{self, ClientOpts, RawArgs};
-use crate::sub_cmd::format::{self, Now, Style};
+use crate::sub_cmd::format::{self, Stamp, Style};
 use anyhow::{anyhow, bail};
 use bytes::Bytes;
 use clap::Parser;
@@ -184,7 +184,7 @@ async fn request(mut cli: RrCli) -> anyhow::Result<ExitCode> {
             Some(m) => {
                 let mut out = Vec::new();
                 let mut err = Vec::new();
-                format::print_message(&style, !cli.no_eol, &m, &Now::now(), &mut out, &mut err);
+                format::print_message(&style, !cli.no_eol, &m, &Stamp::now(), &mut out, &mut err);
                 let mut stdout = std::io::stdout().lock();
                 stdout.write_all(&out)?;
                 stdout.flush()?;

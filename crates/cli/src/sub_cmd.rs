@@ -17,7 +17,7 @@ pub(crate) mod format;
 use crate::client_opts::{self, ClientOpts, RawArgs};
 use anyhow::{anyhow, bail};
 use clap::Parser;
-use format::{Now, Style};
+use format::{Stamp, Style};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -150,7 +150,7 @@ impl Printer {
         }
         let mut out = Vec::with_capacity(m.payload.len() + 64);
         let mut err = Vec::new();
-        format::print_message(&self.style, self.eol, m, &Now::now(), &mut out, &mut err);
+        format::print_message(&self.style, self.eol, m, &Stamp::now(), &mut out, &mut err);
         {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();

@@ -22,15 +22,15 @@ pub enum Style {
 
 /// The time a message is printed at: taken once per message, like mosquitto_sub does.
 #[derive(Debug, Clone, Copy)]
-pub struct Now {
+pub struct Stamp {
     /// Local time.
     pub local: DateTime<Local>,
 }
 
-impl Now {
+impl Stamp {
     /// The current time.
-    pub fn now() -> Now {
-        Now {
+    pub fn now() -> Stamp {
+        Stamp {
             local: Local::now(),
         }
     }
@@ -60,7 +60,7 @@ pub fn print_message(
     style: &Style,
     eol: bool,
     m: &Message,
-    now: &Now,
+    now: &Stamp,
     out: &mut Vec<u8>,
     err: &mut Vec<u8>,
 ) {
@@ -164,7 +164,7 @@ pub fn check_format(fmt: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn formatted_print(fmt: &[u8], m: &Message, now: &Now, out: &mut Vec<u8>, err: &mut Vec<u8>) {
+fn formatted_print(fmt: &[u8], m: &Message, now: &Stamp, out: &mut Vec<u8>, err: &mut Vec<u8>) {
     let len = fmt.len();
     let at = |i: usize| fmt.get(i).copied().unwrap_or(0);
     let mut i = 0;
@@ -351,7 +351,7 @@ fn write_payload(payload: &[u8], hex: u8, s: Spec, out: &mut Vec<u8>) {
     }
 }
 
-fn print_percent(c: u8, s: Spec, m: &Message, now: &Now, out: &mut Vec<u8>, err: &mut Vec<u8>) {
+fn print_percent(c: u8, s: Spec, m: &Message, now: &Stamp, out: &mut Vec<u8>, err: &mut Vec<u8>) {
     let p = &m.properties;
     match c {
         b'%' => out.push(b'%'),
@@ -424,7 +424,7 @@ fn print_percent(c: u8, s: Spec, m: &Message, now: &Now, out: &mut Vec<u8>, err:
 
 /// mosquitto_sub's `%j` / `%J` object (cJSON build): tst, topic, qos, retain, payloadlen, mid
 /// (QoS > 0), properties (v5, when present), payload.
-fn json_print(m: &Message, now: &Now, escaped: bool, out: &mut Vec<u8>, err: &mut Vec<u8>) {
+fn json_print(m: &Message, now: &Stamp, escaped: bool, out: &mut Vec<u8>, err: &mut Vec<u8>) {
     let payload = if m.payload.is_empty() {
         // libmosquitto hands over a NULL payload, printed as null.
         cjson::Value::Null
@@ -633,7 +633,7 @@ mod tests {
     fn render(format: &str, m: &Message) -> String {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        formatted_print(format.as_bytes(), m, &Now::now(), &mut out, &mut err);
+        formatted_print(format.as_bytes(), m, &Stamp::now(), &mut out, &mut err);
         String::from_utf8(out).unwrap()
     }
 
