@@ -210,12 +210,14 @@ impl V5 {
         }
     }
 
-    pub async fn disconnect_packet(&mut self) -> rumqttc::v5::mqttbytes::v5::Disconnect {
+    /// The reason code of the server's DISCONNECT, as rumqttc names it (it reports the packet
+    /// as an error of its event loop).
+    pub async fn disconnect_reason(&mut self) -> String {
         loop {
             match self.next_incoming().await {
-                Ok(P5::Disconnect(d)) => return d,
+                Ok(P5::Disconnect(d)) => return format!("{:?}", d.reason_code),
                 Ok(_) => {}
-                Err(e) => panic!("no DISCONNECT: {e}"),
+                Err(e) => return e,
             }
         }
     }

@@ -1,0 +1,380 @@
+//! Bad input and the protocol's corners, byte by byte: a raw client built on tern-codec sends
+//! what well-behaved clients never would, and checks the broker answers as the spec says and
+//! keeps serving everyone else.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use std::time::Duration;
+use tern_codec::*;
+
+fn connect_v5(id: &str, clean: bool, expiry: Option<u32>) -> Packet {
+    Packet::Connect(Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: clean,
+        keep_alive: 30,
+        client_id: id.into(),
+        will: None,
+        username: None,
+        password: None,
+        properties: ConnectProperties {
+            session_expiry_interval: expiry,
+            ..Default::default()
+        },
+    })
+}
+
+async fn raw_connected(addr: std::net::SocketAddr, connect: Packet) -> (Raw, ConnAck) {
+    let mut r = Raw::connect(addr).await;
+    if let Packet::Connect(c) = &connect {
+        r.version = c.protocol;
+    }
+    r.send(&connect).await;
+    match r.recv().await {
+        Some(Packet::ConnAck(a)) => (r, a),
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+fn publish(topic: &str, qos: QoS, id: u16, payload: &'static [u8]) -> Packet {
+    Packet::Publish(Publish {
+        qos,
+        topic: topic.into(),
+        packet_id: id,
+        payload: Bytes::from_static(payload),
+        ..Default::default()
+    })
+}
+
+fn subscribe(filter: &str, qos: QoS) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id: 1,
+        filters: vec![(
+            filter.into(),
+            SubscriptionOptions {
+                qos,
+                ..Default::default()
+            },
+        )],
+        properties: Default::default(),
+    })
+}
+
+fn disconnect_reason(packets: &[Packet]) -> Option<ReasonCode> {
+    packets.iter().find_map(|p| match p {
+        Packet::Disconnect(d) => Some(d.reason_code),
+        _ => None,
+    })
+}
+
+#[tokio::test]
+async fn unsupported_protocol_level_gets_connack_0x01_mqtt_3_1_2_2() {
+    let (broker, addr) = start().await;
+    let mut r = Raw::connect(addr).await;
+    r.version = ProtocolVersion::V311;
+    r.send_bytes(&[
+        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 6, 2, 0, 60, 0, 1, b'x',
+    ])
+    .await;
+    let got = r.until_closed().await;
+    assert!(
+        matches!(&got[..], [Packet::ConnAck(a)] if a.reason_code == ReasonCode::V3_UNACCEPTABLE_PROTOCOL_VERSION),
+        "{got:?}"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn first_packet_not_connect_closes_without_answer_mqtt_3_1_0_1() {
+    let (broker, addr) = start().await;
+    let mut r = Raw::connect(addr).await;
+    r.send(&Packet::PingReq).await;
+    assert!(r.until_closed().await.is_empty());
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn garbage_closes_one_connection_others_unaffected() {
+    let (broker, addr) = start().await;
+    let (mut good, _) = raw_connected(addr, connect_v5("good", true, None)).await;
+    good.send(&subscribe("g", QoS::AtMostOnce)).await;
+    assert!(matches!(good.recv().await, Some(Packet::SubAck(_))));
+
+    let mut bad = Raw::connect(addr).await;
+    bad.send_bytes(&[0xff; 64]).await;
+    bad.until_closed().await;
+    let (mut bad2, _) = raw_connected(addr, connect_v5("bad2", true, None)).await;
+    // A remaining length of 268,435,455: refused from the fixed header.
+    bad2.send_bytes(&[0x30, 0xff, 0xff, 0xff, 0x7f]).await;
+    let got = bad2.until_closed().await;
+    assert_eq!(disconnect_reason(&got), Some(ReasonCode::PACKET_TOO_LARGE));
+
+    let (mut p, _) = raw_connected(addr, connect_v5("p", true, None)).await;
+    p.send(&publish("g", QoS::AtMostOnce, 0, b"still here"))
+        .await;
+    assert!(
+        matches!(good.recv().await, Some(Packet::Publish(m)) if &m.payload[..] == b"still here")
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn connect_timeout_closes_silent_socket() {
+    let mut cfg = config();
+    cfg.broker.connect_timeout = 1;
+    let (broker, addr) = start_with(cfg).await;
+    let mut r = Raw::connect(addr).await;
+    let t = std::time::Instant::now();
+    assert!(r.until_closed().await.is_empty());
+    assert!(t.elapsed() >= Duration::from_millis(900));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn keep_alive_timeout_disconnects_with_0x8d_and_sends_will_mqtt_3_1_2_24() {
+    let (broker, addr) = start().await;
+    let (mut watcher, _) = raw_connected(addr, connect_v5("w", true, None)).await;
+    watcher.send(&subscribe("will", QoS::AtMostOnce)).await;
+    watcher.recv().await;
+
+    let mut r = Raw::connect(addr).await;
+    r.send(&Packet::Connect(Connect {
+        protocol: ProtocolVersion::V5,
+        clean_start: true,
+        keep_alive: 1,
+        client_id: "sleepy".into(),
+        will: Some(LastWill {
+            topic: "will".into(),
+            payload: Bytes::from_static(b"timed out"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Default::default(),
+        }),
+        username: None,
+        password: None,
+        properties: Default::default(),
+    }))
+    .await;
+    let t = std::time::Instant::now();
+    let got = r.until_closed().await;
+    assert!(
+        t.elapsed() >= Duration::from_millis(1400),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        disconnect_reason(&got),
+        Some(ReasonCode::KEEP_ALIVE_TIMEOUT)
+    );
+    assert!(
+        matches!(watcher.recv().await, Some(Packet::Publish(p)) if &p.payload[..] == b"timed out")
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn second_connect_is_protocol_error_mqtt_3_1_0_2() {
+    let (broker, addr) = start().await;
+    let (mut r, _) = raw_connected(addr, connect_v5("twice", true, None)).await;
+    r.send(&connect_v5("twice", true, None)).await;
+    let got = r.until_closed().await;
+    assert_eq!(disconnect_reason(&got), Some(ReasonCode::PROTOCOL_ERROR));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn packet_over_maximum_packet_size_gets_0x95() {
+    let mut cfg = config();
+    cfg.broker.max_packet_size = 128;
+    let (broker, addr) = start_with(cfg).await;
+    let (mut r, ack) = raw_connected(addr, connect_v5("big", true, None)).await;
+    assert_eq!(ack.properties.maximum_packet_size, Some(128));
+    r.send(&Packet::Publish(Publish {
+        topic: "t".into(),
+        payload: Bytes::from(vec![0u8; 200]),
+        ..Default::default()
+    }))
+    .await;
+    assert_eq!(
+        disconnect_reason(&r.until_closed().await),
+        Some(ReasonCode::PACKET_TOO_LARGE)
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn wildcard_in_publish_topic_disconnects_mqtt_3_3_2_2() {
+    let (broker, addr) = start().await;
+    let (mut r, _) = raw_connected(addr, connect_v5("wild", true, None)).await;
+    // Hand-made PUBLISH QoS 0 to "a/#" (the encoder would refuse to write it).
+    r.send_bytes(&[0x30, 6, 0, 3, b'a', b'/', b'#', 0]).await;
+    let reason = disconnect_reason(&r.until_closed().await);
+    assert_eq!(reason, Some(ReasonCode::TOPIC_NAME_INVALID));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn receive_maximum_exceeded_gets_0x93_mqtt_3_3_4_9() {
+    let mut cfg = config();
+    cfg.broker.max_inflight_messages = 2;
+    let (broker, addr) = start_with(cfg).await;
+    let (mut r, ack) = raw_connected(addr, connect_v5("flood", true, None)).await;
+    assert_eq!(ack.properties.receive_maximum, Some(2));
+    for id in 1..=3 {
+        r.send(&publish("q2", QoS::ExactlyOnce, id, b"x")).await;
+    }
+    let got = r.until_closed().await;
+    assert_eq!(
+        disconnect_reason(&got),
+        Some(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED)
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn pubrel_for_unknown_packet_id_gets_pubcomp_0x92() {
+    let (broker, addr) = start().await;
+    let (mut r, _) = raw_connected(addr, connect_v5("rel", true, None)).await;
+    r.send(&Packet::PubRel(PubRel::new(77))).await;
+    assert!(
+        matches!(r.recv().await, Some(Packet::PubComp(c)) if c.packet_id == 77 && c.reason_code == ReasonCode::PACKET_IDENTIFIER_NOT_FOUND)
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn broker_assigns_outbound_topic_aliases_up_to_client_maximum() {
+    let (broker, addr) = start().await;
+    let mut c = connect_v5("alias", true, None);
+    if let Packet::Connect(c) = &mut c {
+        c.properties.topic_alias_maximum = Some(4);
+    }
+    let (mut r, _) = raw_connected(addr, c).await;
+    r.send(&subscribe("long/topic/name", QoS::AtMostOnce)).await;
+    r.recv().await;
+    let (mut p, _) = raw_connected(addr, connect_v5("p", true, None)).await;
+    p.send(&publish("long/topic/name", QoS::AtMostOnce, 0, b"1"))
+        .await;
+    p.send(&publish("long/topic/name", QoS::AtMostOnce, 0, b"2"))
+        .await;
+    let Some(Packet::Publish(first)) = r.recv().await else {
+        panic!()
+    };
+    let Some(Packet::Publish(second)) = r.recv().await else {
+        panic!()
+    };
+    assert_eq!(first.topic, "long/topic/name");
+    assert_eq!(first.properties.topic_alias, Some(1));
+    assert_eq!(second.topic, "");
+    assert_eq!(second.properties.topic_alias, Some(1));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn qos2_exactly_once_across_publisher_reconnect_mqtt_4_3_3() {
+    let (broker, addr) = start().await;
+    let (mut sub, _) = raw_connected(addr, connect_v5("sub", true, None)).await;
+    sub.send(&subscribe("once", QoS::ExactlyOnce)).await;
+    sub.recv().await;
+
+    let (mut p, _) = raw_connected(addr, connect_v5("pub2", false, Some(60))).await;
+    p.send(&publish("once", QoS::ExactlyOnce, 9, b"one")).await;
+    assert!(matches!(p.recv().await, Some(Packet::PubRec(r)) if r.packet_id == 9));
+    drop(p); // vanishes before PUBREL
+
+    let (mut p, ack) = raw_connected(addr, connect_v5("pub2", false, Some(60))).await;
+    assert!(ack.session_present);
+    let mut dup = Publish {
+        qos: QoS::ExactlyOnce,
+        topic: "once".into(),
+        packet_id: 9,
+        payload: Bytes::from_static(b"one"),
+        ..Default::default()
+    };
+    dup.dup = true;
+    p.send(&Packet::Publish(dup)).await;
+    assert!(matches!(p.recv().await, Some(Packet::PubRec(_))));
+    p.send(&Packet::PubRel(PubRel::new(9))).await;
+    assert!(
+        matches!(p.recv().await, Some(Packet::PubComp(c)) if c.reason_code == ReasonCode::SUCCESS)
+    );
+
+    // The subscriber got it once: acknowledge and check nothing else arrives.
+    let Some(Packet::Publish(m)) = sub.recv().await else {
+        panic!()
+    };
+    sub.send(&Packet::PubRec(PubRec::new(m.packet_id))).await;
+    assert!(matches!(sub.recv().await, Some(Packet::PubRel(_))));
+    sub.send(&Packet::PubComp(PubComp::new(m.packet_id))).await;
+    sub.send(&Packet::PingReq).await;
+    assert!(matches!(sub.recv().await, Some(Packet::PingResp)));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn unacked_qos1_redelivered_with_dup_on_resumption_mqtt_4_4_0_1() {
+    let (broker, addr) = start().await;
+    let (mut s, _) = raw_connected(addr, connect_v5("forgetful", false, Some(60))).await;
+    s.send(&subscribe("r", QoS::AtLeastOnce)).await;
+    s.recv().await;
+    let (mut p, _) = raw_connected(addr, connect_v5("p", true, None)).await;
+    p.send(&publish("r", QoS::AtLeastOnce, 1, b"again")).await;
+    let Some(Packet::Publish(first)) = s.recv().await else {
+        panic!()
+    };
+    assert!(!first.dup);
+    drop(s); // never acknowledged
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (mut s, ack) = raw_connected(addr, connect_v5("forgetful", false, Some(60))).await;
+    assert!(ack.session_present);
+    let Some(Packet::Publish(again)) = s.recv().await else {
+        panic!()
+    };
+    assert!(again.dup);
+    assert_eq!(again.packet_id, first.packet_id);
+    assert_eq!(&again.payload[..], b"again");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn disconnect_with_will_message_0x04_publishes_will() {
+    let (broker, addr) = start().await;
+    let (mut w, _) = raw_connected(addr, connect_v5("w", true, None)).await;
+    w.send(&subscribe("lw", QoS::AtMostOnce)).await;
+    w.recv().await;
+    let mut c = connect_v5("leaver", true, None);
+    if let Packet::Connect(c) = &mut c {
+        c.will = Some(LastWill {
+            topic: "lw".into(),
+            payload: Bytes::from_static(b"asked"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Default::default(),
+        });
+    }
+    let (mut r, _) = raw_connected(addr, c).await;
+    r.send(&Packet::Disconnect(Disconnect {
+        reason_code: ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
+        ..Default::default()
+    }))
+    .await;
+    assert!(matches!(w.recv().await, Some(Packet::Publish(p)) if &p.payload[..] == b"asked"));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn dollar_topics_not_matched_by_leading_wildcard_mqtt_4_7_2_1() {
+    let (broker, addr) = start().await;
+    let (mut all, _) = raw_connected(addr, connect_v5("all", true, None)).await;
+    all.send(&subscribe("#", QoS::AtMostOnce)).await;
+    all.recv().await;
+    let (mut p, _) = raw_connected(addr, connect_v5("p", true, None)).await;
+    p.send(&publish("$internal/x", QoS::AtMostOnce, 0, b"hidden"))
+        .await;
+    p.send(&publish("visible", QoS::AtMostOnce, 0, b"shown"))
+        .await;
+    assert!(matches!(all.recv().await, Some(Packet::Publish(m)) if m.topic == "visible"));
+    broker.shutdown().await;
+}
