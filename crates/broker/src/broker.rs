@@ -15,7 +15,7 @@ use crate::protocol::{ProtocolConfig, Will};
 use crate::router::{RouteEntry, Router, TrieRouter};
 use crate::session::{EXPIRY_NEVER, QueueOutcome, SessionState};
 use crate::store::memory::{MemoryRetainedStore, MemorySessionStore};
-use crate::store::{RetainedStore, SessionStore};
+use crate::store::{Durable, RetainedStore, SessionStore};
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
@@ -169,8 +169,9 @@ impl Shared {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Routes a message to every matching subscription, storing it first if retained.
-    pub(crate) fn publish(&self, message: Arc<Message>) {
+    /// Routes a message to every matching subscription, storing it first if retained. The
+    /// ticket resolves once what the stores wrote for it is durable (PUBACK/PUBREC waits on it).
+    pub(crate) fn publish(&self, message: Arc<Message>) -> Durable {
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
         for h in &self.hooks {
             h.on_publish(&message);
@@ -211,6 +212,7 @@ impl Shared {
                 self.deliver_to(client, d);
             }
         }
+        self.sessions.durable().and(self.retained.durable())
     }
 
     /// Puts a delivery in the client's mailbox if it is connected, else in its stored session.
@@ -304,7 +306,7 @@ impl Shared {
         let message = will
             .message
             .with_expiry_interval(will.message_expiry_interval, Instant::now());
-        self.publish(Arc::new(message));
+        let _ = self.publish(Arc::new(message));
     }
 
     /// Removes sessions whose expiry interval has run out, with their subscriptions.
@@ -509,7 +511,7 @@ impl BrokerHandle {
     /// topic must be a valid topic name; the message goes through hooks, retained store and router.
     pub fn publish(&self, message: Message) -> Result<(), crate::topic::TopicError> {
         crate::topic::validate_topic_name(&message.topic)?;
-        self.shared.publish(Arc::new(message));
+        let _ = self.shared.publish(Arc::new(message));
         Ok(())
     }
 

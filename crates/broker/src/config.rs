@@ -59,6 +59,50 @@ pub struct Config {
     /// `[[listener]]`: where to accept connections; none means [`DEFAULT_BIND`].
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
+    /// `[storage]`: persistence of sessions, queued and retained messages.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// When a write is durable enough to acknowledge (see `docs/persistence.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// fsync (group commit) before PUBACK/PUBREC: survives a power loss.
+    #[default]
+    Sync,
+    /// Written to the OS before acknowledging: survives a broker crash, not a power loss.
+    Os,
+    /// Written in the background: memory speed, the last moments are lost on a crash.
+    None,
+}
+
+/// `[storage]`: where and how sessions, queued messages and retained messages are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Keep state on disk; false (or `tern broker --memory`) for a purely in-memory broker.
+    pub persistence: bool,
+    /// Directory of the on-disk store.
+    pub data_dir: PathBuf,
+    /// `"sync"`, `"os"` or `"none"`.
+    pub durability: Durability,
+    /// Messages queued for offline sessions, over all sessions; 0 for no limit.
+    pub max_stored_messages: u64,
+    /// Bytes (payload + topic) queued for offline sessions, over all sessions; 0 for no limit.
+    pub max_stored_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            persistence: true,
+            data_dir: PathBuf::from("./tern-data"),
+            durability: Durability::Sync,
+            max_stored_messages: 10_000_000,
+            max_stored_bytes: 1 << 30,
+        }
+    }
 }
 
 /// `[broker]`: limits and capabilities of the protocol, per client.

@@ -206,10 +206,19 @@ impl Driver {
     }
 
     async fn process_actions(&mut self) {
+        let mut durable: Option<crate::store::Durable> = None;
         while let Some(action) = self.conn.poll_action() {
             match action {
                 Action::Connect(req) => self.connect(req).await,
-                Action::Publish(m) => self.shared.publish(m),
+                Action::Publish(m) => {
+                    let qos = m.qos;
+                    let ticket = self.shared.publish(m);
+                    // PUBACK/PUBREC go out only once the message is stored as durably as
+                    // `[storage] durability` says; one wait covers every PUBLISH read so far.
+                    if qos != tern_codec::QoS::AtMostOnce {
+                        durable = Some(ticket);
+                    }
+                }
                 Action::Subscribe(subs) => self.subscribe(subs),
                 Action::Unsubscribe(filters) => {
                     for f in filters {
@@ -217,6 +226,11 @@ impl Driver {
                     }
                 }
                 Action::Closed { will, reason } => self.finalize(will, reason),
+            }
+        }
+        if let Some(t) = durable.filter(|t| !t.is_done()) {
+            if !t.wait().await {
+                tracing::warn!(client_id = %self.client_id, "storage closed before the message was durable");
             }
         }
     }
@@ -329,6 +343,7 @@ impl Driver {
             Some(old) => {
                 // Clean Start discards the old session [MQTT-3.1.2-4].
                 self.shared.unroute_session(&old);
+                self.shared.sessions.remove(client_id);
                 (
                     SessionState::new(client_id.clone(), req.session_expiry_interval),
                     false,
@@ -381,6 +396,8 @@ impl Driver {
                 expiry = session.expiry_interval;
                 if expiry == 0 {
                     self.shared.unroute_session(&session);
+                    // Forget what an on-disk store still holds of the session it resumed.
+                    self.shared.sessions.remove(&self.client_id);
                 } else {
                     self.shared.sessions.put(session, std::time::Instant::now());
                 }

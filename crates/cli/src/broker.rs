@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tern_broker::config::ListenerConfig;
+use tern_broker::store::fjall_store::FjallStore;
 use tern_broker::{Broker, Config};
 
 /// Arguments of `tern broker`.
@@ -19,6 +20,9 @@ pub struct BrokerArgs {
     /// Debug logs.
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
+    /// Keep everything in memory: no on-disk store (as `[storage] persistence = false`).
+    #[arg(long = "memory")]
+    pub memory: bool,
 }
 
 /// Runs the broker until SIGINT or SIGTERM.
@@ -34,6 +38,9 @@ pub fn run(args: BrokerArgs) -> ExitCode {
         },
         None => Config::default(),
     };
+    if args.memory {
+        config.storage.persistence = false;
+    }
     if !args.listen.is_empty() {
         config.listeners = args
             .listen
@@ -55,7 +62,24 @@ pub fn run(args: BrokerArgs) -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let broker = match Broker::new(config).start().await {
+    let store = if config.storage.persistence {
+        match FjallStore::open(&config.storage) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("tern broker: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
+    let mut broker = Broker::new(config);
+    if let Some(s) = &store {
+        broker = broker
+            .with_session_store(s.clone())
+            .with_retained_store(s.clone());
+    }
+    let broker = match broker.start().await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("tern broker: {e}");
@@ -74,6 +98,10 @@ async fn serve(config: Config) -> ExitCode {
         _ = broker.wait_for_shutdown_request() => tracing::info!("shutting down"),
     }
     broker.shutdown().await;
+    if let Some(s) = store {
+        // Every session has been handed back: commit and sync the last writes.
+        s.close();
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

@@ -6,6 +6,7 @@
 //! A session is *in* the store only while its client is offline: the live connection owns it
 //! otherwise, and hands it back when it ends.
 
+pub mod fjall_store;
 pub mod memory;
 
 use crate::message::{Delivery, Message};
@@ -40,6 +41,11 @@ pub trait SessionStore: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// A ticket that resolves once every write made so far is as durable as the store promises
+    /// (the broker waits on it before PUBACK/PUBREC). In-memory stores are always done.
+    fn durable(&self) -> Durable {
+        Durable::done()
+    }
 }
 
 /// Retained messages, one per topic name (spec section 3.3.1.3).
@@ -54,5 +60,55 @@ pub trait RetainedStore: Send + Sync {
     /// True when nothing is retained.
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// As [`SessionStore::durable`], for retained messages.
+    fn durable(&self) -> Durable {
+        Durable::done()
+    }
+}
+
+/// A promise that a store's writes up to some point are durable (group commit: one fsync
+/// resolves every ticket taken while it ran). [`Durable::done`] for stores with nothing to wait for.
+#[derive(Debug, Clone, Default)]
+pub struct Durable {
+    waits: Vec<(tokio::sync::watch::Receiver<u64>, u64)>,
+}
+
+impl Durable {
+    /// Nothing to wait for.
+    pub fn done() -> Self {
+        Durable { waits: Vec::new() }
+    }
+
+    /// Resolves when the committed sequence number seen on `committed` reaches `seq`.
+    pub fn pending(committed: tokio::sync::watch::Receiver<u64>, seq: u64) -> Self {
+        if *committed.borrow() >= seq {
+            return Durable::done();
+        }
+        Durable {
+            waits: vec![(committed, seq)],
+        }
+    }
+
+    /// This ticket and `other`: resolves when both have.
+    pub fn and(mut self, other: Durable) -> Self {
+        self.waits.extend(other.waits);
+        self
+    }
+
+    /// True when there is nothing left to wait for.
+    pub fn is_done(&self) -> bool {
+        self.waits.iter().all(|(rx, seq)| *rx.borrow() >= *seq)
+    }
+
+    /// Waits until the writes are durable; false if the store stopped first (it is closing
+    /// or failed), in which case they may not be.
+    pub async fn wait(self) -> bool {
+        for (mut rx, seq) in self.waits {
+            if rx.wait_for(|c| *c >= seq).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 }
