@@ -221,7 +221,8 @@ impl EventLoop {
     /// Serves an established connection until it ends.
     async fn serve(&mut self, mut connection: Connection) -> Ended {
         loop {
-            self.dispatch_outputs();
+            // Write first: a QoS 0 publish is complete once written, so its caller hears of it
+            // only after the write (flush dispatches the outputs).
             if let Err(e) = self.flush(&mut connection).await {
                 return Ended::Lost(e);
             }
