@@ -307,8 +307,8 @@ impl FjallStore {
             source,
         })?;
         let mut moved_aside = None;
-        let spaces = match Self::open_checked(&path) {
-            Ok(s) => s,
+        let (spaces, mut store, mut report) = match Self::attempt(config, &path) {
+            Ok(opened) => opened,
             Err(OpenFailure::Locked(message)) => return Err(StoreError::Engine { path, message }),
             Err(OpenFailure::Unreadable(why)) => {
                 let aside = aside_path(&path);
@@ -323,40 +323,13 @@ impl FjallStore {
                     source,
                 })?;
                 moved_aside = Some(aside);
-                Self::open_checked(&path).map_err(|e| StoreError::Engine {
+                Self::attempt(config, &path).map_err(|e| StoreError::Engine {
                     path: path.clone(),
                     message: e.to_string(),
                 })?
             }
         };
-        let (committed, _) = watch::channel(0);
-        let commit = Arc::new(Commit {
-            pending: Mutex::new(Pending {
-                ops: Vec::new(),
-                written: 0,
-                stop: false,
-            }),
-            wake: Condvar::new(),
-            committed,
-            durability: config.durability,
-        });
-        let mut store = FjallStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
-            retained: MemoryRetainedStore::new(),
-            retained_lock: Mutex::new(()),
-            commit: commit.clone(),
-            thread: Mutex::new(None),
-            next_seq: AtomicU64::new(1),
-            stored_messages: AtomicU64::new(0),
-            stored_bytes: AtomicU64::new(0),
-            max_messages: config.max_stored_messages,
-            max_bytes: config.max_stored_bytes,
-            dropped_global: AtomicU64::new(0),
-            report: RecoveryReport::default(),
-            path: path.clone(),
-        };
-        let mut report = store.replay(&spaces);
+        let commit = store.commit.clone();
         report.moved_aside = moved_aside;
         report.elapsed = started.elapsed();
         tracing::info!(
@@ -388,6 +361,54 @@ impl FjallStore {
             })?;
         *lock(&store.thread) = Some(thread);
         Ok(Arc::new(store))
+    }
+
+    /// Opens and replays the store; a panic of the engine on a damaged store counts as unreadable.
+    fn attempt(
+        config: &StorageConfig,
+        path: &Path,
+    ) -> Result<(Spaces, FjallStore, RecoveryReport), OpenFailure> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let spaces = Self::open_checked(path)?;
+            let mut store = Self::empty(config, path);
+            let report = store.replay(&spaces);
+            Ok((spaces, store, report))
+        }))
+        .unwrap_or_else(|_| {
+            Err(OpenFailure::Unreadable(
+                "the storage engine panicked while reading it".into(),
+            ))
+        })
+    }
+
+    fn empty(config: &StorageConfig, path: &Path) -> FjallStore {
+        let (committed, _) = watch::channel(0);
+        let commit = Arc::new(Commit {
+            pending: Mutex::new(Pending {
+                ops: Vec::new(),
+                written: 0,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+            committed,
+            durability: config.durability,
+        });
+        FjallStore {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            retained: MemoryRetainedStore::new(),
+            retained_lock: Mutex::new(()),
+            commit,
+            thread: Mutex::new(None),
+            next_seq: AtomicU64::new(1),
+            stored_messages: AtomicU64::new(0),
+            stored_bytes: AtomicU64::new(0),
+            max_messages: config.max_stored_messages,
+            max_bytes: config.max_stored_bytes,
+            dropped_global: AtomicU64::new(0),
+            report: RecoveryReport::default(),
+            path: path.to_path_buf(),
+        }
     }
 
     fn open_checked(path: &Path) -> Result<Spaces, OpenFailure> {
