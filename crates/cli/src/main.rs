@@ -11,6 +11,7 @@ mod client_opts;
 mod pub_cmd;
 mod rr_cmd;
 mod sub_cmd;
+mod rules;
 
 /// Tern: an MQTT 3.1, 3.1.1 and 5.0 broker, client and toolkit.
 #[derive(Debug, Parser)]
@@ -36,6 +37,8 @@ enum Command {
     /// MQTT v5 request/response (mosquitto_rr's flags; see `tern rr --help`).
     #[command(disable_help_flag = true)]
     Rr(rr_cmd::RrArgs),
+    /// Work with rules without a broker: `tern rules test` evaluates one against a message.
+    Rules(rules::RulesArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,6 +55,7 @@ fn main() -> std::process::ExitCode {
             Command::Pub(args) => pub_cmd::run(args),
             Command::Sub(args) => sub_cmd::run(args),
             Command::Rr(args) => rr_cmd::run(args),
+            Command::Rules(args) => rules::run(args),
         },
     }
 }
