@@ -169,7 +169,8 @@ stop_broker() {
   BROKER_PID=""
 }
 
-# sampler PID OUT: every 100 ms, "utime+stime ticks, VmRSS kB" of PID, until it exits or is killed.
+# sampler PID OUT: every 100 ms, "utime+stime ticks, VmRSS kB, time" of PID, until it exits or is
+# killed.
 sampler() {
   local pid=$1 out=$2
   while [ -r "/proc/$pid/stat" ]; do
@@ -179,7 +180,7 @@ sampler() {
     # Fields after the ")" that ends the command name: utime and stime are the 12th and 13th.
     stat=${stat##*) }
     set -- $stat
-    echo "$(( ${12} + ${13} )) ${rss:-0}"
+    echo "$(( ${12} + ${13} )) ${rss:-0} $EPOCHREALTIME"
     sleep 0.1
   done >"$out"
 }
@@ -224,7 +225,9 @@ for scenario in "${scenario_list[@]}"; do
     echo "== $scenario on $broker: tern bench $args" >&2
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086
-    json=$(timeout $((DURATION + 120)) "${load[@]}" $BENCH $args -p "$port" --json 2>"$WORK/$scenario-$broker.err") || true
+    timing=$WORK/$scenario-$broker.time
+    json=$(timeout $((DURATION + 120)) /usr/bin/time -o "$timing" -f "%e %U %S" \
+      "${load[@]}" $BENCH $args -p "$port" --json 2>"$WORK/$scenario-$broker.err") || true
     t1=$(date +%s.%N)
     sleep 0.15
     kill "$SAMPLER_PID" 2>/dev/null || true
@@ -232,9 +235,9 @@ for scenario in "${scenario_list[@]}"; do
     SAMPLER_PID=""
     stop_broker
     [ -n "$json" ] || json='{"errors":["no report (see stderr)"]}'
-    python3 - "$scenario" "$broker" "$samples" "$t0" "$t1" "$CLK_TCK" "$json" >>"$RESULTS" <<'EOF'
+    python3 - "$scenario" "$broker" "$samples" "$t0" "$t1" "$CLK_TCK" "$json" "$timing" >>"$RESULTS" <<'EOF'
 import json, sys
-scenario, broker, samples, t0, t1, clk, report = sys.argv[1:8]
+scenario, broker, samples, t0, t1, clk, report, timing = sys.argv[1:9]
 try:
     r = json.loads(report)
 except ValueError:
@@ -242,17 +245,32 @@ except ValueError:
 rows = []
 for line in open(samples):
     parts = line.split()
-    if len(parts) == 2:
-        rows.append((int(parts[0]), int(parts[1])))
+    if len(parts) == 3:
+        rows.append((int(parts[0]), int(parts[1]), float(parts[2])))
 r["scenario_key"] = scenario
 r["broker_name"] = broker
 if rows:
-    wall = float(t1) - float(t0)
-    cpu_s = (rows[-1][0] - rows[0][0]) / int(clk)
+    # CPU over the measured window: publishing to last delivery when the report says when that
+    # was, else the whole run.
+    m = r.get("messages") or {}
+    lo, hi = float(t0), float(t1)
+    if m.get("started_unix_s"):
+        lo = m["started_unix_s"]
+        hi = lo + max(m.get("publish_s") or 0, m.get("delivery_s") or 0)
+    inside = [x for x in rows if lo <= x[2] <= hi] or rows
+    first = max([x for x in rows if x[2] <= lo] or [rows[0]], key=lambda x: x[2])
+    last = inside[-1]
+    wall = last[2] - first[2]
+    cpu_s = (last[0] - first[0]) / int(clk)
     r["broker_cpu_s"] = cpu_s
     r["broker_cpu_pct"] = 100.0 * cpu_s / wall if wall > 0 else 0.0
     r["broker_rss_start_kib"] = rows[0][1]
     r["broker_rss_peak_kib"] = max(x[1] for x in rows)
+try:
+    wall, user, system = (float(x) for x in open(timing).read().split()[-3:])
+    r["load_cpu_pct"] = 100.0 * (user + system) / wall if wall > 0 else 0.0
+except (OSError, ValueError):
+    pass
 print(json.dumps(r))
 EOF
     tail -1 "$RESULTS" | python3 -c 'import json,sys; r=json.load(sys.stdin); m=r.get("messages") or {}; c=r.get("connections") or {}; print("   ", "delivered %.0f msg/s lost %s" % (m.get("delivered_per_s",0), m.get("lost")) if m else "connect %.0f/s" % c.get("per_s",0), "| cpu %.0f%% rss peak %s KiB" % (r.get("broker_cpu_pct",0), r.get("broker_rss_peak_kib")), "| errors:", r.get("errors"))' >&2
@@ -339,6 +357,7 @@ for s_key in scen_order:
     row("", "lost / expected", lambda r: num(get(r, "messages", "lost")) + " / " + num(get(r, "messages", "expected")))
     row("", "latency p50 / p99 ms", lambda r: " / ".join(num((lat or 0) / 1000, 1) for lat in (get(r, "messages", "latency_us", "p50"), get(r, "messages", "latency_us", "p99"))))
     row("", "broker CPU", lambda r: num(r.get("broker_cpu_pct"), 0) + " %", lambda r: r.get("broker_cpu_pct"))
+    row("", "load generator CPU", lambda r: num(r.get("load_cpu_pct"), 0) + " %")
     row("", "peak RSS, MiB", lambda r: num((r.get("broker_rss_peak_kib") or 0) / 1024, 1), lambda r: r.get("broker_rss_peak_kib"))
 
 out = []
@@ -348,7 +367,7 @@ out.append(f"- Machine: {machine}; load average at the start {loadavg}.")
 out.append("- Pinning: " + ("broker on CPU 0, load generator on the other CPUs (taskset); \"Tern (unpinned)\" may use every CPU." if pin == "1" else "none (broker and load generator share all CPUs)."))
 out.append(f"- Mosquitto: {mosq or 'mosquitto'}, `set_tcp_nodelay true`, `max_inflight_messages 100`, persistence off, other settings default (notably `max_queued_messages 1000`: beyond it Mosquitto drops QoS 1 messages for a slow subscriber, which shows as lost).")
 out.append(f"- rumqttd: {rumq}, `next_connection_delay_ms = 0`, `max_connections = 30010`, `max_inflight_count = 100`.")
-out.append("- Figures: delivered msg/s = messages received by all subscribers / time from the start of publishing to the last one received; latency is end to end (publisher send to subscriber receive); broker CPU is its CPU time over the run's wall time (100 % = one core); RSS from /proc/PID/status. RSS per idle connection = (peak − start RSS) / connections. ⚠ marks a run that reported errors.")
+out.append("- Figures: delivered msg/s = messages received by all subscribers / time from the start of publishing to the last one received; latency is end to end (publisher send to subscriber receive); broker CPU is its CPU time from the start of publishing to the last delivery over that time (100 % = one core; whole run for `conn`), load generator CPU is `tern bench`'s over its whole run (when it nears 100 % of its CPUs, the figure measures the generator, not the broker); RSS from /proc/PID/status. RSS per idle connection = (peak − start RSS) / connections. ⚠ marks a run that reported errors.")
 out.append("")
 out.append("| Scenario | Figure | " + " | ".join(names.get(b, b) for b in brokers) + " | Tern / Mosquitto |")
 out.append("|---|---|" + "---|" * len(brokers) + "---|")

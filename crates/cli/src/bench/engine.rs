@@ -304,6 +304,7 @@ pub async fn run_plan(plan: Plan, net: &NetOpts, msg: &MsgOpts) -> anyhow::Resul
     }
 
     let go = Instant::now() + Duration::from_millis(20);
+    let started_unix_s = (payload::now_ns() as f64 / 1e9) + 0.020;
     let deadline = msg.duration.map(|d| go + d);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut sub_tasks = JoinSet::new();
@@ -478,6 +479,7 @@ pub async fn run_plan(plan: Plan, net: &NetOpts, msg: &MsgOpts) -> anyhow::Resul
         payload_bytes: msg.payload_size,
         rate_limit: msg.rate,
         inflight: msg.inflight,
+        started_unix_s,
         publish_s,
         sent: total_sent,
         sent_per_s: rate(total_sent, publish_s),

@@ -63,6 +63,8 @@ pub struct MsgStats {
     pub rate_limit: Option<f64>,
     /// In-flight window per publisher (QoS 1/2).
     pub inflight: usize,
+    /// When publishing started, seconds since the Unix epoch (to line up samples taken outside).
+    pub started_unix_s: f64,
     /// Seconds the publishers published.
     pub publish_s: f64,
     /// Messages published.
