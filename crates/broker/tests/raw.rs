@@ -378,3 +378,47 @@ async fn dollar_topics_not_matched_by_leading_wildcard_mqtt_4_7_2_1() {
     assert!(matches!(all.recv().await, Some(Packet::Publish(m)) if m.topic == "visible"));
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn mqtt_3_1_mqisdp_client_connects_and_publishes() {
+    let (broker, addr) = start().await;
+    let (mut r, ack) =
+        raw_connected(addr, connect_packet(ProtocolVersion::V31, "old-client", 30)).await;
+    assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
+    r.send(&subscribe("legacy", QoS::AtLeastOnce)).await;
+    assert!(
+        matches!(r.recv().await, Some(Packet::SubAck(s)) if s.reason_codes == [ReasonCode::GRANTED_QOS_1])
+    );
+    r.send(&publish("legacy", QoS::AtLeastOnce, 3, b"hi")).await;
+    let mut got = [r.recv().await, r.recv().await];
+    got.sort_by_key(|p| p.as_ref().map(|p| p.name()));
+    assert!(matches!(&got[0], Some(Packet::PubAck(a)) if a.packet_id == 3));
+    assert!(matches!(&got[1], Some(Packet::Publish(p)) if &p.payload[..] == b"hi"));
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn mqtt_3_1_empty_client_id_rejected_0x02() {
+    let (broker, addr) = start().await;
+    let mut r = Raw::connect(addr).await;
+    r.version = ProtocolVersion::V31;
+    r.send(&connect_packet(ProtocolVersion::V31, "", 30)).await;
+    let got = r.until_closed().await;
+    assert!(
+        matches!(&got[..], [Packet::ConnAck(a)] if a.reason_code == ReasonCode::V3_IDENTIFIER_REJECTED),
+        "{got:?}"
+    );
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_topic_is_malformed_0x81_mqtt_1_5_4_1() {
+    let (broker, addr) = start().await;
+    let (mut r, _) = raw_connected(addr, connect_v5("utf", true, None)).await;
+    r.send_bytes(&[0x30, 6, 0, 3, b'a', 0xff, 0xfe, 0]).await;
+    assert_eq!(
+        disconnect_reason(&r.until_closed().await),
+        Some(ReasonCode::MALFORMED_PACKET)
+    );
+    broker.shutdown().await;
+}

@@ -1,0 +1,270 @@
+//! Interoperability with third-party peers (ignored by default; `scripts/test.sh` runs them with
+//! `--ignored` after installing the peers): Mosquitto's `mosquitto_pub`/`mosquitto_sub`, Eclipse
+//! Paho (Python paho-mqtt 2.x), and a differential run of the Paho scenarios against Tern and a
+//! real Mosquitto broker, comparing what every client received.
+//!
+//! With `CI` set, a missing peer fails the test; otherwise the test says so and passes.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn have(program: &str) -> bool {
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is not installed"
+        );
+        eprintln!("skipped: {program} is not installed");
+    }
+    found
+}
+
+fn paho_available() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import paho.mqtt"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 paho-mqtt is not installed"
+        );
+        eprintln!("skipped: python3 paho-mqtt is not installed");
+    }
+    ok
+}
+
+const SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/interop/paho_scenarios.py"
+);
+
+/// Runs the Paho scenarios against a broker; returns the transcript (one JSON object, scenarios
+/// in a fixed order, so two runs compare as strings).
+async fn paho(addr: SocketAddr) -> String {
+    let port = addr.port().to_string();
+    let mut cmd = Command::new("python3");
+    cmd.args([SCRIPT, "--host", "127.0.0.1", "--port", &port]);
+    let out = output(cmd, Duration::from_secs(240)).await;
+    assert!(
+        out.status.success(),
+        "paho scenarios failed against {addr}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command to completion off the async threads, within `limit`.
+async fn output(mut cmd: Command, limit: Duration) -> std::process::Output {
+    let task = tokio::task::spawn_blocking(move || cmd.output());
+    tokio::time::timeout(limit, task)
+        .await
+        .expect("command finishes in time")
+        .unwrap()
+        .expect("command runs")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Mosquitto(std::process::Child, SocketAddr);
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn mosquitto() -> Mosquitto {
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("tern-mosq-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+    )
+    .unwrap();
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto starts");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Mosquitto(child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python3 paho-mqtt and mosquitto; run by scripts/test.sh"]
+async fn paho_scenarios_same_transcripts_as_mosquitto() {
+    if !paho_available() || !have("mosquitto") {
+        return;
+    }
+    let (broker, addr) = start().await;
+    let tern = paho(addr).await;
+    broker.shutdown().await;
+    let m = mosquitto().await;
+    let mosq = paho(m.1).await;
+    // No deliberate differences in these scenarios: every client receives the same as with
+    // Mosquitto 2.0.
+    assert_eq!(
+        tern.trim(),
+        mosq.trim(),
+        "transcripts differ (left: Tern, right: Mosquitto)"
+    );
+}
+
+async fn run(cmd: &mut Command) -> String {
+    let what = format!("{cmd:?}");
+    let mut owned = Command::new(cmd.get_program());
+    owned.args(cmd.get_args());
+    let out = output(owned, Duration::from_secs(10)).await;
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tool(name: &str, addr: SocketAddr) -> Command {
+    let mut c = Command::new(name);
+    c.args(["-h", "127.0.0.1", "-p", &addr.port().to_string()]);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs mosquitto-clients; run by scripts/test.sh"]
+async fn mosquitto_clients_qos_retained_sessions_shared_and_v5() {
+    if !have("mosquitto_pub") || !have("mosquitto_sub") {
+        return;
+    }
+    let (broker, addr) = start().await;
+
+    // QoS 0, 1, 2 both directions, 3.1.1 and 5.0.
+    for v in ["mqttv311", "mqttv5"] {
+        for q in ["0", "1", "2"] {
+            let mut sub = tool("mosquitto_sub", addr);
+            sub.args(["-V", v, "-q", q, "-t", "i/+/x", "-C", "1", "-v", "-W", "5"]);
+            let sub = tokio::spawn(async move { run(&mut sub).await });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            run(tool("mosquitto_pub", addr).args(["-V", v, "-q", q, "-t", "i/a/x", "-m", "m"]))
+                .await;
+            assert_eq!(sub.await.unwrap().trim(), "i/a/x m", "{v} QoS {q}");
+        }
+    }
+
+    // Retained.
+    run(tool("mosquitto_pub", addr).args(["-t", "i/ret", "-m", "kept", "-r", "-q", "1"])).await;
+    let got = run(tool("mosquitto_sub", addr).args(["-t", "i/ret", "-C", "1", "-W", "5"])).await;
+    assert_eq!(got.trim(), "kept");
+
+    // A persistent session collects QoS 1 messages while offline.
+    run(tool("mosquitto_sub", addr).args(["-i", "keeper", "-c", "-q", "1", "-t", "i/q", "-E"]))
+        .await;
+    for m in ["1", "2", "3"] {
+        run(tool("mosquitto_pub", addr).args(["-q", "1", "-t", "i/q", "-m", m])).await;
+    }
+    let got = run(tool("mosquitto_sub", addr).args([
+        "-i", "keeper", "-c", "-q", "1", "-t", "i/q", "-C", "3", "-W", "5",
+    ]))
+    .await;
+    assert_eq!(got.split_whitespace().collect::<Vec<_>>(), ["1", "2", "3"]);
+
+    // Shared subscription: two members share four messages.
+    let mut members = Vec::new();
+    for i in 0..2 {
+        let mut sub = tool("mosquitto_sub", addr);
+        sub.args([
+            "-i",
+            &format!("m{i}"),
+            "-t",
+            "$share/g/i/s",
+            "-C",
+            "2",
+            "-W",
+            "5",
+        ]);
+        members.push(tokio::spawn(async move { run(&mut sub).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for m in ["a", "b", "c", "d"] {
+        run(tool("mosquitto_pub", addr).args(["-q", "1", "-t", "i/s", "-m", m])).await;
+    }
+    let mut all: Vec<String> = Vec::new();
+    for m in members {
+        all.extend(m.await.unwrap().split_whitespace().map(String::from));
+    }
+    all.sort();
+    assert_eq!(all, ["a", "b", "c", "d"]);
+
+    // v5 properties through mosquitto's tools.
+    let mut sub = tool("mosquitto_sub", addr);
+    sub.args([
+        "-V", "mqttv5", "-t", "i/p", "-C", "1", "-W", "5", "-F", "%t %P %p",
+    ]);
+    let sub = tokio::spawn(async move { run(&mut sub).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    run(tool("mosquitto_pub", addr).args([
+        "-V",
+        "mqttv5",
+        "-t",
+        "i/p",
+        "-m",
+        "v",
+        "-D",
+        "publish",
+        "user-property",
+        "k",
+        "v",
+    ]))
+    .await;
+    assert_eq!(sub.await.unwrap().trim(), "i/p k:v v");
+
+    // Will: a client killed without DISCONNECT.
+    let mut sub = tool("mosquitto_sub", addr);
+    sub.args(["-t", "i/will", "-C", "1", "-W", "5"]);
+    let sub = tokio::spawn(async move { run(&mut sub).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut dying = tool("mosquitto_sub", addr)
+        .args([
+            "-t",
+            "nothing",
+            "--will-topic",
+            "i/will",
+            "--will-payload",
+            "bye",
+        ])
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    dying.kill().unwrap();
+    let _ = dying.wait();
+    assert_eq!(sub.await.unwrap().trim(), "bye");
+    broker.shutdown().await;
+}
