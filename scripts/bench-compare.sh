@@ -282,9 +282,9 @@ MACHINE="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $N
 MOSQ_VERSION=$("$MOSQUITTO" -h 2>/dev/null | head -1 || true)
 RUMQTTD_VERSION=$( [ -x "$RUMQTTD" ] && ("$RUMQTTD" --version 2>/dev/null || echo rumqttd) || echo "not installed")
 TABLE=$WORK/table.md
-python3 - "$RESULTS" "$CMDLINE" "$MACHINE" "$LOADAVG" "$PIN" "$MOSQ_VERSION" "$RUMQTTD_VERSION" "$(date -u +%Y-%m-%d)" "$DURATION" >"$TABLE" <<'EOF'
+python3 - "$RESULTS" "$CMDLINE" "$MACHINE" "$LOADAVG" "$PIN" "$MOSQ_VERSION" "$RUMQTTD_VERSION" "$(date -u +%Y-%m-%d)" "$DURATION" "$BENCH" >"$TABLE" <<'EOF'
 import json, sys
-results, cmdline, machine, loadavg, pin, mosq, rumq, day, duration = sys.argv[1:10]
+results, cmdline, machine, loadavg, pin, mosq, rumq, day, duration, bench = sys.argv[1:11]
 runs = [json.loads(l) for l in open(results) if l.strip()]
 by = {(r["scenario_key"], r["broker_name"]): r for r in runs}
 scen_order = []
@@ -364,6 +364,7 @@ out = []
 out.append(f"Measured {day} with `tern bench` by `{cmdline}`: every scenario against every broker in alternation, each broker started fresh for each run, {duration} s of publishing per throughput run, 64-byte payloads, MQTT 3.1.1.")
 out.append("")
 out.append(f"- Machine: {machine}; load average at the start {loadavg}.")
+out.append(f"- Load generator: `{bench.replace(chr(10), ' ')}`.")
 out.append("- Pinning: " + ("broker on CPU 0, load generator on the other CPUs (taskset); \"Tern (unpinned)\" may use every CPU." if pin == "1" else "none (broker and load generator share all CPUs)."))
 out.append(f"- Mosquitto: {mosq or 'mosquitto'}, `set_tcp_nodelay true`, `max_inflight_messages 100`, persistence off, other settings default (notably `max_queued_messages 1000`: beyond it Mosquitto drops QoS 1 messages for a slow subscriber, which shows as lost).")
 out.append(f"- rumqttd: {rumq}, `next_connection_delay_ms = 0`, `max_connections = 30010`, `max_inflight_count = 100`.")
