@@ -38,6 +38,9 @@ fn typical_rule(c: &mut Criterion) {
             black_box(set.evaluate(black_box(&m)))
         });
     });
+    g.bench_function("json_parse_only", |b| {
+        b.iter(|| black_box(serde_json::from_slice::<serde_json::Value>(black_box(&payload)).ok()));
+    });
     let cold = Bytes::from_static(br#"{"temp": 21.5, "hum": 40, "room": "kitchen"}"#);
     g.bench_function("typical_rule_filtered", |b| {
         b.iter(|| {
