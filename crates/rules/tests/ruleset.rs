@@ -367,3 +367,12 @@ fn reload_keeps_counters_of_rules_that_stay() {
             .is_err()
     );
 }
+
+#[test]
+fn rule_set_and_dispatcher_can_be_shared_across_tasks() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<RuleSet>();
+    shared::<WebhookDispatcher>();
+    shared::<Republish>();
+    shared::<tern_rules::RuleOutcome>();
+}
