@@ -8,7 +8,7 @@
 //! is what keeps a message from being lost while its client connects or disconnects. PUBLISH
 //! takes the router's lock for reading only; no lock is global to the publish path.
 
-use crate::auth::{AllowAll, Authenticator, Authorizer};
+use crate::auth::{Authenticator, Authorizer};
 use crate::config::{Config, ListenerConfig};
 use crate::message::{Delivery, Message};
 use crate::protocol::{ProtocolConfig, Will};
@@ -43,6 +43,14 @@ pub enum BrokerError {
         addr: SocketAddr,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// A listener's TLS, password or ACL file could not be loaded.
+    #[error("listener {addr}: {source}")]
+    Listener {
+        /// The listener's configured address.
+        addr: SocketAddr,
+        /// What is wrong.
+        source: crate::transport::ListenerError,
     },
 }
 
@@ -146,8 +154,11 @@ pub(crate) struct Shared {
     pub(crate) sessions: Arc<dyn SessionStore>,
     pub(crate) retained: Arc<dyn RetainedStore>,
     pub(crate) router: Arc<dyn Router>,
-    pub(crate) authenticator: Arc<dyn Authenticator>,
-    pub(crate) authorizer: Arc<dyn Authorizer>,
+    /// Replaces every listener's own authentication when set.
+    pub(crate) authenticator: Option<Arc<dyn Authenticator>>,
+    /// Replaces every listener's ACL file when set.
+    pub(crate) authorizer: Option<Arc<dyn Authorizer>>,
+    pub(crate) transports: Arc<crate::transport::Transports>,
     hooks: Vec<Arc<dyn PublishHook>>,
     online: Vec<Shard>,
     hasher: RandomState,
@@ -331,8 +342,8 @@ pub struct Broker {
     sessions: Arc<dyn SessionStore>,
     retained: Arc<dyn RetainedStore>,
     router: Arc<dyn Router>,
-    authenticator: Arc<dyn Authenticator>,
-    authorizer: Arc<dyn Authorizer>,
+    authenticator: Option<Arc<dyn Authenticator>>,
+    authorizer: Option<Arc<dyn Authorizer>>,
     hooks: Vec<Arc<dyn PublishHook>>,
 }
 
@@ -345,15 +356,16 @@ impl std::fmt::Debug for Broker {
 }
 
 impl Broker {
-    /// A broker with in-memory stores, anonymous access and no ACL.
+    /// A broker with in-memory stores; each listener authenticates and authorizes as its
+    /// configuration says (by default: anonymous on loopback, no ACL).
     pub fn new(config: Config) -> Self {
         Broker {
             config,
             sessions: Arc::new(MemorySessionStore::new()),
             retained: Arc::new(MemoryRetainedStore::new()),
             router: Arc::new(TrieRouter::new()),
-            authenticator: Arc::new(AllowAll),
-            authorizer: Arc::new(AllowAll),
+            authenticator: None,
+            authorizer: None,
             hooks: Vec::new(),
         }
     }
@@ -376,15 +388,16 @@ impl Broker {
         self
     }
 
-    /// Checks credentials at CONNECT with `authenticator`.
+    /// Checks credentials at CONNECT with `authenticator`, on every listener, instead of the
+    /// listeners' anonymous policy and password files.
     pub fn with_authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
-        self.authenticator = authenticator;
+        self.authenticator = Some(authenticator);
         self
     }
 
-    /// Checks topic access with `authorizer`.
+    /// Checks topic access with `authorizer`, on every listener, instead of their ACL files.
     pub fn with_authorizer(mut self, authorizer: Arc<dyn Authorizer>) -> Self {
-        self.authorizer = authorizer;
+        self.authorizer = Some(authorizer);
         self
     }
 
@@ -406,6 +419,7 @@ impl Broker {
             router: self.router,
             authenticator: self.authenticator,
             authorizer: self.authorizer,
+            transports: Arc::new(crate::transport::Transports::new(&self.config)),
             hooks: self.hooks,
             online: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
@@ -426,7 +440,7 @@ impl Broker {
         }
         let mut local_addrs = Vec::new();
         for l in self.config.effective_listeners() {
-            let addr = crate::server::listen(&shared, &l).await?;
+            let addr = crate::server::listen(&shared, &l, &self.config.auth).await?;
             local_addrs.push(addr);
         }
         let sweeper = shared.clone();
@@ -521,7 +535,20 @@ impl BrokerHandle {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     {
-        crate::server::serve(self.shared.clone(), stream, peer).await;
+        let ctx = self.shared.transports.external.clone();
+        crate::server::serve(self.shared.clone(), ctx, None, stream, peer).await;
+    }
+
+    /// Reloads every listener's TLS certificates, password file and ACL file (what SIGHUP
+    /// does): new connections use them, established ones are not dropped. What fails to load
+    /// is logged and keeps its previous version; returns the number of such failures.
+    pub fn reload(&self) -> usize {
+        self.shared.transports.reload()
+    }
+
+    /// Counters of limit hits, refused logins and failed handshakes.
+    pub fn limit_stats(&self) -> crate::transport::LimitStats {
+        self.shared.transports.stats()
     }
 
     /// Current counters.

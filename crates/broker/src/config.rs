@@ -62,6 +62,21 @@ pub struct Config {
     /// `[storage]`: persistence of sessions, queued and retained messages.
     #[serde(default)]
     pub storage: StorageConfig,
+    /// `[auth]`: password and ACL files every listener uses unless it sets its own.
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: defaults for every listener; each listener may override each key.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Password file in `mosquitto_passwd` format.
+    pub password_file: Option<PathBuf>,
+    /// ACL file in Mosquitto's `acl_file` format; once given, what it does not grant is denied.
+    pub acl_file: Option<PathBuf>,
+    /// Let clients without a user name in; unset: only on loopback listeners.
+    pub allow_anonymous: Option<bool>,
 }
 
 /// When a write is durable enough to acknowledge (see `docs/persistence.md`).
@@ -134,6 +149,15 @@ pub struct BrokerConfig {
     /// Seconds a new connection has to send CONNECT.
     #[serde(deserialize_with = "nonzero_u64")]
     pub connect_timeout: u64,
+    /// Open connections over all listeners; 0 for no limit.
+    pub max_connections: usize,
+    /// Longest topic name or filter accepted, in bytes (1–65535).
+    #[serde(deserialize_with = "nonzero_u16")]
+    pub max_topic_length: u16,
+    /// Most levels in a topic name or filter; 0 for no limit.
+    pub max_topic_levels: usize,
+    /// PUBLISH packets per second and client before the broker stops reading from it; 0 for no limit.
+    pub max_publish_rate: u32,
 }
 
 impl Default for BrokerConfig {
@@ -149,6 +173,10 @@ impl Default for BrokerConfig {
             max_qos: 2,
             retain_available: true,
             connect_timeout: 10,
+            max_connections: 0,
+            max_topic_length: 65535,
+            max_topic_levels: 200,
+            max_publish_rate: 0,
         }
     }
 }
@@ -160,6 +188,26 @@ pub enum ListenerProtocol {
     /// MQTT over TCP.
     #[default]
     Mqtt,
+    /// MQTT over WebSocket (binary frames, subprotocol `mqtt`).
+    Ws,
+}
+
+/// `tls = { ... }` of a listener: serve it over TLS 1.2 or 1.3.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file with the server certificate, then any intermediates.
+    pub cert: PathBuf,
+    /// PEM file with the server's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// PEM file with the CA certificates client certificates are checked against.
+    pub client_ca: Option<PathBuf>,
+    /// Refuse clients without a valid certificate (needs `client_ca`).
+    #[serde(default)]
+    pub require_client_cert: bool,
+    /// Use the client certificate's CN (or first SAN) as the user name; no password is checked.
+    #[serde(default)]
+    pub use_identity_as_username: bool,
 }
 
 /// `[[listener]]`: one address to accept connections on.
@@ -171,6 +219,19 @@ pub struct ListenerConfig {
     /// Transport.
     #[serde(default)]
     pub protocol: ListenerProtocol,
+    /// WebSocket path (`ws` only); `/mqtt` when unset.
+    pub path: Option<String>,
+    /// TLS on this listener.
+    pub tls: Option<TlsConfig>,
+    /// Open connections on this listener; 0 for no limit.
+    #[serde(default)]
+    pub max_connections: usize,
+    /// Overrides `[auth] allow_anonymous`; unset: allowed only on a loopback address.
+    pub allow_anonymous: Option<bool>,
+    /// Overrides `[auth] password_file`; `""` for none.
+    pub password_file: Option<PathBuf>,
+    /// Overrides `[auth] acl_file`; `""` for none.
+    pub acl_file: Option<PathBuf>,
 }
 
 impl ListenerConfig {
@@ -179,8 +240,49 @@ impl ListenerConfig {
         ListenerConfig {
             bind,
             protocol: ListenerProtocol::Mqtt,
+            path: None,
+            tls: None,
+            max_connections: 0,
+            allow_anonymous: None,
+            password_file: None,
+            acl_file: None,
         }
     }
+
+    /// A WebSocket listener on `bind`, path `/mqtt`.
+    pub fn ws(bind: SocketAddr) -> Self {
+        ListenerConfig {
+            protocol: ListenerProtocol::Ws,
+            ..Self::mqtt(bind)
+        }
+    }
+
+    /// The WebSocket path: `path`, or `/mqtt`.
+    pub fn ws_path(&self) -> &str {
+        self.path.as_deref().unwrap_or("/mqtt")
+    }
+
+    /// Whether clients without a user name may connect: the listener's setting, else
+    /// `[auth]`'s, else only when bound to a loopback address.
+    pub fn allows_anonymous(&self, auth: &AuthConfig) -> bool {
+        self.allow_anonymous
+            .or(auth.allow_anonymous)
+            .unwrap_or_else(|| self.bind.ip().is_loopback())
+    }
+
+    /// The password file in effect: the listener's (`""` for none), else `[auth]`'s.
+    pub fn password_file<'a>(&'a self, auth: &'a AuthConfig) -> Option<&'a Path> {
+        effective_file(self.password_file.as_deref(), auth.password_file.as_deref())
+    }
+
+    /// The ACL file in effect: the listener's (`""` for none), else `[auth]`'s.
+    pub fn acl_file<'a>(&'a self, auth: &'a AuthConfig) -> Option<&'a Path> {
+        effective_file(self.acl_file.as_deref(), auth.acl_file.as_deref())
+    }
+}
+
+fn effective_file<'a>(own: Option<&'a Path>, default: Option<&'a Path>) -> Option<&'a Path> {
+    own.or(default).filter(|p| !p.as_os_str().is_empty())
 }
 
 fn nonzero_u16<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
@@ -271,6 +373,26 @@ impl Config {
                     origin: origin.to_string(),
                     message: format!("two [[listener]] entries bind {}", a.bind),
                 });
+            }
+            let bad = |message: String| ConfigError::Inconsistent {
+                origin: origin.to_string(),
+                message: format!("[[listener]] {}: {message}", a.bind),
+            };
+            if let Some(path) = &a.path {
+                if a.protocol != ListenerProtocol::Ws {
+                    return Err(bad("`path` is for `protocol = \"ws\"` only".into()));
+                }
+                if !path.starts_with('/') {
+                    return Err(bad(format!("`path` must start with `/`, found `{path}`")));
+                }
+            }
+            if let Some(tls) = &a.tls {
+                if tls.client_ca.is_none() && tls.require_client_cert {
+                    return Err(bad("`require_client_cert` needs `client_ca`".into()));
+                }
+                if tls.client_ca.is_none() && tls.use_identity_as_username {
+                    return Err(bad("`use_identity_as_username` needs `client_ca`".into()));
+                }
             }
         }
         Ok(())

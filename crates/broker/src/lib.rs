@@ -15,6 +15,7 @@ mod server;
 pub mod session;
 pub mod store;
 pub mod topic;
+pub mod transport;
 
 pub use broker::{Broker, BrokerError, BrokerHandle, PublishHook, RunningBroker, StatsSnapshot};
 pub use config::{Config, ConfigError};

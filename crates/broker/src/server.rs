@@ -10,13 +10,14 @@
 //! Any `AsyncRead + AsyncWrite` stream can be served ([`serve`]), so TLS and WebSocket
 //! transports plug in in front of the same driver.
 
-use crate::auth::AuthDecision;
+use crate::auth::{AllowAll, AuthDecision, Authenticator, ClientIdentity};
 use crate::broker::{BrokerError, Online, Shared, lock};
-use crate::config::ListenerConfig;
+use crate::config::{AuthConfig, ListenerConfig, ListenerProtocol};
 use crate::message::Delivery;
 use crate::protocol::{Accepted, Action, ConnectRequest, Connection, NewSubscription, Will};
 use crate::router::RouteEntry;
 use crate::session::SessionState;
+use crate::transport::{ConnGuard, ListenerCtx, tls, ws};
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tern_codec::{ByteStr, ReasonCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -39,13 +40,22 @@ const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) async fn listen(
     shared: &Arc<Shared>,
     l: &ListenerConfig,
+    auth: &AuthConfig,
 ) -> Result<SocketAddr, BrokerError> {
+    let ctx = Arc::new(
+        ListenerCtx::new(l, auth).map_err(|source| BrokerError::Listener {
+            addr: l.bind,
+            source,
+        })?,
+    );
     let err = |source| BrokerError::Bind {
         addr: l.bind,
         source,
     };
     let listener = TcpListener::bind(l.bind).await.map_err(err)?;
     let addr = listener.local_addr().map_err(err)?;
+    ctx.warn_if_exposed(addr);
+    shared.transports.add_listener(ctx.clone());
     let s = shared.clone();
     shared.tracker.spawn(async move {
         loop {
@@ -58,8 +68,10 @@ pub(crate) async fn listen(
                         if let Err(e) = stream.set_nodelay(true) {
                             tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
                         }
-                        let conn_shared = s.clone();
-                        s.tracker.spawn(serve(conn_shared, stream, peer));
+                        let Some(guard) = s.transports.admit(&ctx, peer) else {
+                            continue;
+                        };
+                        s.tracker.spawn(accept_transport(s.clone(), ctx.clone(), stream, peer, guard));
                     }
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
@@ -73,9 +85,85 @@ pub(crate) async fn listen(
     Ok(addr)
 }
 
+/// Runs the listener's TLS handshake, if any, within `connect_timeout`, then goes on with
+/// [`accept_ws`]. A failed handshake is logged and counted; the socket is closed.
+async fn accept_transport(
+    shared: Arc<Shared>,
+    ctx: Arc<ListenerCtx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+) {
+    let Some(acceptor) = ctx.tls.clone() else {
+        return accept_ws(shared, ctx, stream, peer, None, guard).await;
+    };
+    let timeout = shared.transports.handshake_timeout;
+    let handshake = tokio::select! {
+        _ = shared.shutdown.cancelled() => return,
+        r = tokio::time::timeout(timeout, acceptor.accept(stream)) => r,
+    };
+    let failures = &shared.transports.counters.tls_handshake_failures;
+    match handshake {
+        Ok(Ok(tls_stream)) => {
+            let identity = tls::peer_identity(&tls_stream);
+            tracing::debug!(%peer, listener = %ctx.config.bind, certificate_identity = ?identity, "TLS handshake done");
+            accept_ws(shared, ctx, tls_stream, peer, identity, guard).await;
+        }
+        Ok(Err(e)) => {
+            failures.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%peer, listener = %ctx.config.bind, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            failures.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%peer, listener = %ctx.config.bind, timeout_s = timeout.as_secs(), "TLS handshake timed out");
+        }
+    }
+}
+
+/// On a `ws` listener, runs the WebSocket handshake (path and subprotocol checked) within
+/// `connect_timeout`; then serves MQTT. `guard` holds the connection slot until the end.
+async fn accept_ws<S>(
+    shared: Arc<Shared>,
+    ctx: Arc<ListenerCtx>,
+    stream: S,
+    peer: SocketAddr,
+    identity: Option<String>,
+    guard: ConnGuard,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match ctx.config.protocol {
+        ListenerProtocol::Mqtt => serve(shared, ctx, identity, stream, peer).await,
+        ListenerProtocol::Ws => {
+            let timeout = shared.transports.handshake_timeout;
+            // Room for the largest packet the broker accepts, whatever the framing.
+            let max_message = (shared.proto.max_packet_size as usize).saturating_add(16);
+            let path = ctx.config.ws_path().to_string();
+            let handshake = tokio::select! {
+                _ = shared.shutdown.cancelled() => return,
+                r = tokio::time::timeout(timeout, ws::accept(stream, &path, max_message)) => r,
+            };
+            let failures = &shared.transports.counters.ws_handshake_failures;
+            match handshake {
+                Ok(Ok(ws_stream)) => serve(shared, ctx, identity, ws_stream, peer).await,
+                Ok(Err(e)) => {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%peer, listener = %ctx.config.bind, error = %e, "WebSocket handshake refused");
+                }
+                Err(_) => {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%peer, listener = %ctx.config.bind, "WebSocket handshake timed out");
+                }
+            }
+        }
+    }
+    drop(guard);
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<BytesMut>) {
     while let Some(buf) = rx.recv().await {
-        if wr.write_all(&buf).await.is_err() {
+        // TLS and WebSocket buffer what they are given: flush so it goes out now.
+        if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
             return;
         }
     }
@@ -89,21 +177,47 @@ struct Driver {
     peer: SocketAddr,
     client_id: Arc<str>,
     online: Option<Arc<Online>>,
+    /// The listener's policy (auth, ACL) for this connection.
+    ctx: Arc<ListenerCtx>,
+    /// CN or SAN of the verified TLS client certificate, if any.
+    cert_identity: Option<String>,
+    /// Publish rate limit state (see [`Driver::charge_publish`]).
+    rate: RateBucket,
+    /// Limits already logged for this client (bits of `LOGGED_*`), so each is logged once.
+    logged: u8,
 }
 
-/// Serves one MQTT connection over any byte stream until it ends.
-pub(crate) async fn serve<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr)
-where
+const LOGGED_RATE: u8 = 1;
+
+/// A token bucket of PUBLISH packets: `rate` per second, bursts of up to one second's worth.
+struct RateBucket {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+    /// While set, the connection does not read from its socket.
+    throttled_until: Option<Instant>,
+}
+
+/// Serves one MQTT connection over any byte stream until it ends, with the policy of the
+/// listener it came from and the identity of its TLS client certificate.
+pub(crate) async fn serve<S>(
+    shared: Arc<Shared>,
+    ctx: Arc<ListenerCtx>,
+    cert_identity: Option<String>,
+    stream: S,
+    peer: SocketAddr,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut rd, wr) = tokio::io::split(stream);
     let (wtx, wrx) = mpsc::channel::<BytesMut>(1);
     let writer = tokio::spawn(write_loop(wr, wrx));
-    let conn = Connection::new(
-        shared.proto.clone(),
-        shared.authorizer.clone(),
-        std::time::Instant::now(),
-    );
+    let authorizer = shared
+        .authorizer
+        .clone()
+        .unwrap_or_else(|| Arc::new(AllowAll));
+    let conn = Connection::new(shared.proto.clone(), authorizer, std::time::Instant::now());
+    let rate = f64::from(shared.transports.topic_limits.max_publish_rate);
     let mut d = Driver {
         conn_id: shared.next_id(),
         shared: shared.clone(),
@@ -111,6 +225,15 @@ where
         peer,
         client_id: Arc::from(""),
         online: None,
+        ctx,
+        cert_identity,
+        rate: RateBucket {
+            rate,
+            tokens: rate,
+            last: Instant::now(),
+            throttled_until: None,
+        },
+        logged: 0,
     };
     let max_packet = shared.proto.max_packet_size as usize;
     let mut rbuf = BytesMut::with_capacity(4096);
@@ -126,6 +249,7 @@ where
         let deadline = d.conn.poll_timeout().map(Instant::from_std);
         let online = d.online.clone();
         let wants = d.conn.wants_delivery();
+        let throttled = d.rate.throttled_until;
         tokio::select! {
             _ = shared.shutdown.cancelled(), if !shutting_down => {
                 shutting_down = true;
@@ -138,19 +262,33 @@ where
                 Ok(p) => p.send(wbuf.split()),
                 Err(_) => d.conn.handle_connection_lost(),
             },
-            r = rd.read_buf(&mut rbuf), if wbuf.len() < HIGH_WATER => match r {
+            _ = tokio::time::sleep_until(throttled.unwrap_or_else(Instant::now)), if throttled.is_some() => {
+                d.rate.throttled_until = None;
+            }
+            r = rd.read_buf(&mut rbuf), if wbuf.len() < HIGH_WATER && throttled.is_none() => match r {
                 Ok(0) | Err(_) => d.conn.handle_connection_lost(),
                 Ok(_) => d.decode_all(&mut rbuf, max_packet),
             },
             _ = async { match &online { Some(o) => o.notify.notified().await, None => std::future::pending().await } }, if wants => {}
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                let before = d.conn.phase();
                 d.conn.handle_timeout(std::time::Instant::now());
+                if before == crate::protocol::Phase::AwaitConnect && d.conn.is_closed() {
+                    d.shared.transports.counters.connect_timeouts.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(peer = %d.peer, timeout_s = d.shared.proto.connect_timeout.as_secs(), "no CONNECT within connect_timeout, closing");
+                }
             }
         }
     }
     // The Closed action has handed the session back; flush the last packets (CONNACK refusal,
     // DISCONNECT) and close the socket.
     d.process_actions().await;
+    // Once a client sees its connection close, the session it handed back (what it
+    // acknowledged) is as durable as `[storage] durability` says: no redelivery after a crash.
+    let stored = shared.sessions.durable();
+    if !stored.is_done() {
+        let _ = stored.wait().await;
+    }
     d.encode(&mut wbuf);
     if !wbuf.is_empty() {
         let _ = tokio::time::timeout(FLUSH_TIMEOUT, wtx.send(wbuf)).await;
@@ -167,6 +305,9 @@ impl Driver {
         loop {
             match tern_codec::decode(rbuf, self.conn.version(), max_packet) {
                 Ok(Some(packet)) => {
+                    if !self.within_limits(&packet) {
+                        return;
+                    }
                     self.conn.handle_packet(packet, std::time::Instant::now());
                     if self.conn.is_closed() {
                         return;
@@ -178,6 +319,62 @@ impl Driver {
                     self.conn.handle_decode_error(e.reason_code());
                     return;
                 }
+            }
+        }
+    }
+
+    /// Applies `max_topic_length`, `max_topic_levels` and `max_publish_rate` to a packet before
+    /// the state machine sees it. A topic over the limits closes the connection (v5: DISCONNECT
+    /// 0x90 or 0x8F); going over the publish rate makes the driver stop reading for a while.
+    fn within_limits(&mut self, packet: &tern_codec::Packet) -> bool {
+        let limits = self.shared.transports.topic_limits;
+        let bad = match packet {
+            tern_codec::Packet::Publish(p) => {
+                self.charge_publish();
+                (!crate::transport::topic_within_limits(&p.topic, &limits))
+                    .then_some((ReasonCode::TOPIC_NAME_INVALID, p.topic.as_str()))
+            }
+            tern_codec::Packet::Subscribe(s) => s
+                .filters
+                .iter()
+                .find(|(f, _)| !crate::transport::topic_within_limits(f, &limits))
+                .map(|(f, _)| (ReasonCode::TOPIC_FILTER_INVALID, f.as_str())),
+            _ => None,
+        };
+        let Some((reason, topic)) = bad else {
+            return true;
+        };
+        self.shared
+            .transports
+            .counters
+            .topic_limit
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(client_id = %self.client_id, peer = %self.peer, topic_length = topic.len(), max_topic_length = limits.max_length, max_topic_levels = limits.max_levels, "topic over max_topic_length or max_topic_levels, closing");
+        self.conn.handle_decode_error(reason);
+        false
+    }
+
+    /// Takes one PUBLISH from the client's rate bucket; when it is empty, reading pauses until
+    /// a token is back (the client is slowed down, nothing is dropped).
+    fn charge_publish(&mut self) {
+        let b = &mut self.rate;
+        if b.rate <= 0.0 {
+            return;
+        }
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        b.last = now;
+        b.tokens = (b.tokens + elapsed * b.rate).min(b.rate) - 1.0;
+        if b.tokens < 0.0 {
+            b.throttled_until = Some(now + Duration::from_secs_f64(-b.tokens / b.rate));
+            if self.logged & LOGGED_RATE == 0 {
+                self.logged |= LOGGED_RATE;
+                self.shared
+                    .transports
+                    .counters
+                    .publish_rate_limited
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(client_id = %self.client_id, peer = %self.peer, max_publish_rate = b.rate, "client over max_publish_rate, slowing it down");
             }
         }
     }
@@ -265,21 +462,10 @@ impl Driver {
 
     async fn connect(&mut self, req: ConnectRequest) {
         let shared = self.shared.clone();
-        let password = req.password.as_deref();
-        match shared
-            .authenticator
-            .authenticate(&req.client_id, req.username.as_deref(), password)
-        {
-            AuthDecision::Allow => {}
-            AuthDecision::BadCredentials => {
-                tracing::info!(client_id = %req.client_id, peer = %self.peer, "bad user name or password");
-                return self.conn.reject(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
-            }
-            AuthDecision::NotAuthorized => {
-                tracing::info!(client_id = %req.client_id, peer = %self.peer, "not authorized");
-                return self.conn.reject(ReasonCode::NOT_AUTHORIZED);
-            }
-        }
+        let tables = self.ctx.auth.load_full();
+        let Some(username) = self.authenticate(&req, &tables).await else {
+            return;
+        };
         let (client_id, assigned): (Arc<str>, Option<ByteStr>) = if req.client_id.is_empty() {
             let id = format!("tern-{:x}-{:x}", self.conn_id, std::process::id());
             (Arc::from(id.as_str()), Some(ByteStr::from(id)))
@@ -319,6 +505,15 @@ impl Driver {
         tracing::info!(client_id = %client_id, peer = %self.peer, version = ?req.version, clean_start = req.clean_start, session_present, "client connected");
         self.client_id = client_id;
         self.online = Some(online);
+        // The ACL is resolved once per session, with the final client id and user name
+        // (the certificate's with `use_identity_as_username`).
+        if let (None, Some(acl)) = (&shared.authorizer, &tables.acl) {
+            let who = ClientIdentity {
+                client_id: self.client_id.to_string(),
+                username,
+            };
+            self.conn.set_authorizer(Arc::new(acl.session(&who)));
+        }
         self.conn.accept(
             Accepted {
                 session,
@@ -327,6 +522,69 @@ impl Driver {
             },
             std::time::Instant::now(),
         );
+    }
+
+    /// Checks the CONNECT's credentials after the address's login back-off, if any: a custom
+    /// authenticator, or the certificate identity (`use_identity_as_username`), or the listener's
+    /// anonymous policy and password file. Returns the user name the ACL applies to; on refusal
+    /// the CONNACK is queued and `None` returned.
+    async fn authenticate(
+        &mut self,
+        req: &ConnectRequest,
+        tables: &crate::transport::AuthTables,
+    ) -> Option<Option<String>> {
+        let ip = self.peer.ip();
+        let backoff = lock(&self.shared.transports.backoff).delay(ip, std::time::Instant::now());
+        if !backoff.is_zero() {
+            // Only this connection waits; the broker goes on.
+            tracing::debug!(peer = %self.peer, delay_ms = backoff.as_millis() as u64, "login back-off");
+            tokio::time::sleep(backoff).await;
+        }
+        let password = req.password.as_deref();
+        let cert_user = self
+            .cert_identity
+            .clone()
+            .filter(|_| self.ctx.identity_as_username());
+        let (decision, username) = match (&self.shared.authenticator, &cert_user) {
+            (Some(custom), _) => (
+                custom.authenticate(&req.client_id, req.username.as_deref(), password),
+                req.username.as_ref().map(|u| u.to_string()),
+            ),
+            // The certificate was verified against client_ca: it is the credential.
+            (None, Some(user)) => (AuthDecision::Allow, Some(user.clone())),
+            (None, None) => (
+                tables.authenticator.authenticate(
+                    &req.client_id,
+                    req.username.as_deref(),
+                    password,
+                ),
+                req.username.as_ref().map(|u| u.to_string()),
+            ),
+        };
+        let reason = match decision {
+            AuthDecision::Allow => {
+                if req.username.is_some() && password.is_some() {
+                    lock(&self.shared.transports.backoff).record_success(ip);
+                }
+                return Some(username);
+            }
+            AuthDecision::BadCredentials => ReasonCode::BAD_USER_NAME_OR_PASSWORD,
+            AuthDecision::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
+        };
+        let now = std::time::Instant::now();
+        let next_delay = lock(&self.shared.transports.backoff).record_failure(ip, now);
+        self.shared
+            .transports
+            .counters
+            .login_failures
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            client_id = %req.client_id, peer = %self.peer, username = ?req.username.as_deref(),
+            listener = %self.ctx.config.bind, %reason, next_delay_ms = next_delay.as_millis() as u64,
+            "login refused"
+        );
+        self.conn.reject(reason);
+        None
     }
 
     /// With the client's registry shard locked: resume or replace its stored session, moving

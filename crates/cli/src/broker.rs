@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tern_broker::config::ListenerConfig;
+use tern_broker::config::{ListenerConfig, ListenerProtocol};
 use tern_broker::store::fjall_store::FjallStore;
 use tern_broker::{Broker, Config};
 
@@ -89,9 +89,22 @@ async fn serve(config: Config) -> ExitCode {
     let addrs: Vec<String> = broker
         .local_addrs()
         .iter()
-        .map(|a| format!("mqtt://{a}"))
+        .zip(broker.listeners())
+        .map(|(a, l)| {
+            let scheme = match (l.protocol, l.tls.is_some()) {
+                (ListenerProtocol::Mqtt, false) => "mqtt",
+                (ListenerProtocol::Mqtt, true) => "mqtts",
+                (ListenerProtocol::Ws, false) => "ws",
+                (ListenerProtocol::Ws, true) => "wss",
+            };
+            match l.protocol {
+                ListenerProtocol::Ws => format!("{scheme}://{a}{}", l.ws_path()),
+                ListenerProtocol::Mqtt => format!("{scheme}://{a}"),
+            }
+        })
         .collect();
     tracing::info!("tern broker listening on {}", addrs.join(", "));
+    reload_on_sighup(broker.handle());
     let signal = shutdown_signal();
     tokio::select! {
         name = signal => tracing::info!(signal = name, "shutting down"),
@@ -104,6 +117,31 @@ async fn serve(config: Config) -> ExitCode {
     }
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// SIGHUP reloads TLS certificates, password and ACL files without dropping connections.
+fn reload_on_sighup(handle: tern_broker::BrokerHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        let failed = handle.reload();
+                        tracing::info!(
+                            signal = "SIGHUP",
+                            failed,
+                            "reloaded certificates, password and ACL files"
+                        );
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot handle SIGHUP: no reload"),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = handle;
 }
 
 async fn shutdown_signal() -> &'static str {
