@@ -436,7 +436,20 @@ pub async fn run_plan(plan: Plan, net: &NetOpts, msg: &MsgOpts) -> anyhow::Resul
         .filter_map(|r| r.last_at)
         .max()
         .map(Instant::from_std);
-    let delivery_s = last_delivery.map_or(0.0, |t| t.saturating_duration_since(go).as_secs_f64());
+    // From the start of publishing; for `sub`, whose publishers started at some other time, from
+    // the first message received.
+    let delivery_from = if plan.publishers.is_empty() {
+        present
+            .iter()
+            .filter_map(|r| r.first_at)
+            .min()
+            .map_or(go, Instant::from_std)
+    } else {
+        go
+    };
+    let delivery_s = last_delivery.map_or(0.0, |t| {
+        t.saturating_duration_since(delivery_from).as_secs_f64()
+    });
     let publish_s = publish_end.saturating_duration_since(go).as_secs_f64();
     let foreign = present.iter().map(|r| r.foreign).sum();
     let (expected, lost, duplicates, out_of_order, from) = if plan.loss_from_gaps {
@@ -737,7 +750,9 @@ async fn subscribe_loop(
                 if conn.try_fill(READ_CHUNK)? {
                     let n = receive(conn, rx)?;
                     if n > 0 {
-                        rx.last_at = Some(std::time::Instant::now());
+                        let now = std::time::Instant::now();
+                        rx.first_at.get_or_insert(now);
+                        rx.last_at = Some(now);
                         counters.received.fetch_add(n, Ordering::Relaxed);
                     }
                 }

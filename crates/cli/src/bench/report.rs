@@ -75,7 +75,8 @@ pub struct MsgStats {
     pub acked: u64,
     /// Messages received by subscribers, duplicates included.
     pub delivered: u64,
-    /// Seconds from the start of publishing to the last message received.
+    /// Seconds from the start of publishing (for `sub`: from the first message received) to the
+    /// last message received.
     pub delivery_s: f64,
     /// Messages delivered per second (`delivered / delivery_s`).
     pub delivered_per_s: f64,
@@ -215,33 +216,37 @@ impl Report {
                 "  load       QoS {}, {} B payload, {}, in-flight window {}",
                 m.qos, m.payload_bytes, rate, m.inflight
             );
-            let _ = writeln!(
-                s,
-                "  sent       {} in {:.2} s ({} msg/s), {} acknowledged",
-                thousands(m.sent),
-                m.publish_s,
-                thousands(m.sent_per_s as u64),
-                thousands(m.acked)
-            );
-            let _ = writeln!(
-                s,
-                "  delivered  {} in {:.2} s ({} msg/s) of {} expected",
-                thousands(m.delivered),
-                m.delivery_s,
-                thousands(m.delivered_per_s as u64),
-                thousands(m.expected)
-            );
-            let _ = writeln!(
-                s,
-                "  checked    {} lost (from {}), {} duplicates, {} out of order, {} foreign",
-                thousands(m.lost),
-                m.loss_counted_from,
-                thousands(m.duplicates),
-                thousands(m.out_of_order),
-                thousands(m.foreign)
-            );
-            if let Some(p) = &m.latency_us {
-                let _ = writeln!(s, "  latency    {}", percentiles_line(p));
+            if self.publishers > 0 {
+                let _ = writeln!(
+                    s,
+                    "  sent       {} in {:.2} s ({} msg/s), {} acknowledged",
+                    thousands(m.sent),
+                    m.publish_s,
+                    thousands(m.sent_per_s as u64),
+                    thousands(m.acked)
+                );
+            }
+            if self.subscribers > 0 {
+                let _ = writeln!(
+                    s,
+                    "  delivered  {} in {:.2} s ({} msg/s) of {} expected",
+                    thousands(m.delivered),
+                    m.delivery_s,
+                    thousands(m.delivered_per_s as u64),
+                    thousands(m.expected)
+                );
+                let _ = writeln!(
+                    s,
+                    "  checked    {} lost (from {}), {} duplicates, {} out of order, {} foreign",
+                    thousands(m.lost),
+                    m.loss_counted_from,
+                    thousands(m.duplicates),
+                    thousands(m.out_of_order),
+                    thousands(m.foreign)
+                );
+                if let Some(p) = &m.latency_us {
+                    let _ = writeln!(s, "  latency    {}", percentiles_line(p));
+                }
             }
         }
         for e in &self.errors {
@@ -331,6 +336,32 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn summary_shows_only_the_sides_that_ran() {
+        let mut r = Report {
+            scenario: "pub".into(),
+            broker: "mqtt://127.0.0.1:1883".into(),
+            mqtt_version: "3.1.1".into(),
+            publishers: 2,
+            subscribers: 0,
+            connections: ConnStats::default(),
+            messages: Some(MsgStats {
+                sent: 1000,
+                ..Default::default()
+            }),
+            errors: vec!["publisher 1: the broker closed the connection".into()],
+        };
+        let s = r.summary();
+        assert!(s.contains("sent       1,000"), "{s}");
+        assert!(!s.contains("delivered"), "{s}");
+        assert!(s.contains("error      publisher 1"), "{s}");
+        r.publishers = 0;
+        r.subscribers = 1;
+        let s = r.summary();
+        assert!(!s.contains("sent "), "{s}");
+        assert!(s.contains("delivered"), "{s}");
     }
 
     #[test]

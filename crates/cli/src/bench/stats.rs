@@ -119,6 +119,8 @@ pub struct Receiver {
     pub clock_skew: u64,
     /// End-to-end latency, nanoseconds.
     pub latency: Histogram<u64>,
+    /// When the first message arrived.
+    pub first_at: Option<Instant>,
     /// When the last message arrived.
     pub last_at: Option<Instant>,
     last_seq: Vec<Option<u64>>,
@@ -136,6 +138,7 @@ impl Receiver {
             foreign: 0,
             clock_skew: 0,
             latency,
+            first_at: None,
             last_at: None,
             last_seq: Vec::new(),
         }
