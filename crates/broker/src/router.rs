@@ -11,6 +11,7 @@
 
 use crate::topic;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tern_codec::{QoS, SubscriptionOptions};
@@ -64,6 +65,70 @@ pub trait Router: Send + Sync {
     fn route(&self, topic: &str, publisher: Option<&str>) -> Matches;
 }
 
+/// A small multiply-rotate hasher (in the manner of FxHash) for the router's maps: topics are
+/// short and hashed on every publish, where SipHash showed up as the largest cost. Seeded per
+/// process so that colliding topic names cannot be precomputed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+const K: u64 = 0x517c_c1b7_2722_0a95;
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let tail = chunks.remainder();
+        let mut w = [0u8; 8];
+        for (d, s) in w.iter_mut().zip(tail) {
+            *d = *s;
+        }
+        self.add(u64::from_le_bytes(w) ^ ((tail.len() as u64) << 59));
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Builds [`FastHasher`]s from a per-process random seed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FastState(u64);
+
+impl Default for FastState {
+    fn default() -> Self {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let seed = *SEED.get_or_init(|| std::hash::RandomState::new().hash_one(0x7465_726e_u64));
+        FastState(seed)
+    }
+}
+
+impl BuildHasher for FastState {
+    type Hasher = FastHasher;
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(self.0)
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, FastState>;
+
 #[derive(Debug, Default)]
 struct SharedGroup {
     members: Vec<(Arc<str>, RouteEntry)>,
@@ -72,8 +137,8 @@ struct SharedGroup {
 
 #[derive(Debug, Default)]
 struct Subscribers {
-    direct: HashMap<Arc<str>, RouteEntry>,
-    shared: HashMap<Box<str>, SharedGroup>,
+    direct: FastMap<Arc<str>, RouteEntry>,
+    shared: FastMap<Box<str>, SharedGroup>,
 }
 
 impl Subscribers {
@@ -164,7 +229,7 @@ impl Collector {
 
 #[derive(Debug, Default)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
+    children: FastMap<Box<str>, Node>,
     subs: Subscribers,
 }
 
@@ -198,22 +263,33 @@ impl Node {
         }
     }
 
-    fn collect(&self, levels: &[&str], first: bool, publisher: Option<&str>, acc: &mut Collector) {
-        let dollar = first && levels.first().is_some_and(|l| l.starts_with('$'));
+    /// Matches the topic levels in `rest` (None once every level is consumed) below this node.
+    fn collect(
+        &self,
+        rest: Option<&str>,
+        first: bool,
+        publisher: Option<&str>,
+        acc: &mut Collector,
+    ) {
+        let dollar = first && rest.is_some_and(|l| l.starts_with('$'));
         // `#` also matches the parent level ("a/#" matches "a") [MQTT-4.7.1-2].
         if !dollar && let Some(hash) = self.children.get("#") {
             hash.subs.collect(publisher, acc);
         }
-        let Some((level, rest)) = levels.split_first() else {
+        let Some(levels) = rest else {
             self.subs.collect(publisher, acc);
             return;
         };
-        if let Some(child) = self.children.get(*level) {
-            child.collect(rest, false, publisher, acc);
+        let (level, next) = match levels.split_once('/') {
+            Some((l, n)) => (l, Some(n)),
+            None => (levels, None),
+        };
+        if let Some(child) = self.children.get(level) {
+            child.collect(next, false, publisher, acc);
         }
         // Wildcards at the first level never match `$` topics [MQTT-4.7.2-1].
         if !dollar && let Some(plus) = self.children.get("+") {
-            plus.collect(rest, false, publisher, acc);
+            plus.collect(next, false, publisher, acc);
         }
     }
 }
@@ -221,7 +297,7 @@ impl Node {
 #[derive(Debug, Default)]
 struct Index {
     /// Filters without wildcards, keyed by the filter itself: one hash lookup per publish.
-    exact: HashMap<Box<str>, Subscribers>,
+    exact: FastMap<Box<str>, Subscribers>,
     /// Filters with `+` or `#`.
     trie: Node,
 }
@@ -285,8 +361,7 @@ impl Router for TrieRouter {
                 subs.collect(publisher, &mut acc);
             }
             if !idx.trie.children.is_empty() {
-                let levels: Vec<&str> = topic.split('/').collect();
-                idx.trie.collect(&levels, true, publisher, &mut acc);
+                idx.trie.collect(Some(topic), true, publisher, &mut acc);
             }
         }
         Matches {
@@ -413,5 +488,55 @@ mod tests {
         let m = r.route("t", None);
         assert_eq!(m.shared.len(), 2);
         assert_eq!(m.targets.len(), 1);
+    }
+
+    #[test]
+    fn trie_agrees_with_single_filter_matching_on_every_combination() {
+        let levels = ["a", "b", "$s", "+", "#", ""];
+        let mut filters = Vec::new();
+        for x in levels {
+            filters.push(x.to_string());
+            for y in levels {
+                filters.push(format!("{x}/{y}"));
+                for z in ["a", "+", "#"] {
+                    filters.push(format!("{x}/{y}/{z}"));
+                }
+            }
+        }
+        filters.retain(|f| topic::validate_topic_filter(f).is_ok());
+        let r = TrieRouter::new();
+        let ids: Vec<Arc<str>> = (0..filters.len())
+            .map(|i| Arc::from(i.to_string()))
+            .collect();
+        for (f, id) in filters.iter().zip(&ids) {
+            r.subscribe(id, f, entry(QoS::AtMostOnce, None));
+        }
+        let names = ["a", "b", "$s", ""];
+        let mut topics = Vec::new();
+        for x in names {
+            topics.push(x.to_string());
+            for y in names {
+                topics.push(format!("{x}/{y}"));
+                for z in names {
+                    topics.push(format!("{x}/{y}/{z}"));
+                }
+            }
+        }
+        for t in topics
+            .iter()
+            .filter(|t| topic::validate_topic_name(t).is_ok())
+        {
+            let mut got: Vec<usize> = r
+                .route(t, None)
+                .targets
+                .iter()
+                .map(|x| x.client_id.parse().unwrap())
+                .collect();
+            got.sort();
+            let want: Vec<usize> = (0..filters.len())
+                .filter(|&i| topic::matches(&filters[i], t))
+                .collect();
+            assert_eq!(got, want, "topic {t:?}");
+        }
     }
 }
