@@ -7,6 +7,9 @@
 //! outputs ([`RuleSet::evaluate`], pure) or performs them ([`RuleSet::process`]: log lines written,
 //! webhooks queued on a [`WebhookDispatcher`], republishes returned for the broker to inject).
 //!
+//! [`RuleEngine`] bundles both for the broker: the rule set behind an `ArcSwap` for SIGHUP reloads
+//! and the webhook dispatcher.
+//!
 //! It does no MQTT I/O: the broker builds a [`MessageContext`] for each PUBLISH and routes the
 //! returned [`Republish`] messages itself. The language is documented in `docs/rules.md`.
 
@@ -14,6 +17,7 @@
 
 mod ast;
 mod config;
+mod engine;
 mod error;
 mod eval;
 mod lexer;
@@ -28,6 +32,7 @@ mod webhook;
 pub use config::{
     ActionConfig, LogConfig, RepublishConfig, RuleConfig, WebhookConfig, rules_from_toml,
 };
+pub use engine::{EngineError, RuleEngine};
 pub use error::{ParseError, RuleError};
 pub use eval::MessageContext;
 pub use lexer::Pos;

@@ -376,3 +376,37 @@ fn rule_set_and_dispatcher_can_be_shared_across_tasks() {
     shared::<Republish>();
     shared::<tern_rules::RuleOutcome>();
 }
+
+#[tokio::test]
+async fn engine_processes_and_reloads_keeping_old_rules_on_error() {
+    let (engine, _task) =
+        tern_rules::RuleEngine::start(&parse(KITCHEN), DispatcherConfig::default()).unwrap();
+    let m = MessageContext::new("home/presence/kitchen", "No presence");
+    assert!(engine.matches_topic("home/presence/kitchen"));
+    assert_eq!(engine.process(&m).len(), 1);
+    let e = engine
+        .reload(&parse("[[rules]]\nid = \"x\"\nsql = \"SELECT\"\n"))
+        .unwrap_err();
+    assert!(
+        e.to_string().starts_with("rule `x`: sql: line 1, column 7"),
+        "{e}"
+    );
+    assert_eq!(engine.process(&m).len(), 1, "old rules still in force");
+    engine
+        .reload(&parse(
+            "[[rules]]\nid = \"kitchen-light-off\"\nsql = \"SELECT * FROM \\\"other\\\"\"\n",
+        ))
+        .unwrap();
+    assert!(engine.process(&m).is_empty());
+    assert!(!engine.matches_topic("home/presence/kitchen"));
+    assert_eq!(
+        engine
+            .rules()
+            .rule("kitchen-light-off")
+            .unwrap()
+            .metrics()
+            .matched,
+        2,
+        "counters kept across the reload"
+    );
+}

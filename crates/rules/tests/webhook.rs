@@ -200,3 +200,27 @@ async fn hanging_endpoint_times_out_and_full_queue_drops_without_blocking() {
     assert_eq!(m.actions_succeeded, 0);
     assert_eq!(seen.hits.load(Ordering::SeqCst), m.actions_failed);
 }
+
+#[tokio::test]
+async fn webhook_with_an_invalid_header_fails_without_retrying() {
+    let (base, seen) = server().await;
+    let set = RuleSet::from_config(&[RuleConfig {
+        id: "hook".into(),
+        sql: "SELECT * FROM \"s/#\"".into(),
+        actions: vec![tern_rules::ActionConfig::Webhook(WebhookConfig {
+            url: format!("{base}/ok"),
+            method: "POST".into(),
+            headers: [("bad header".to_owned(), "x".to_owned())].into(),
+            body: Some("${payload}".into()),
+            timeout_ms: 1000,
+            max_retries: 3,
+        })],
+        enabled: true,
+        description: None,
+    }])
+    .unwrap();
+    let d = dispatcher(4, 1);
+    set.process(&message(), &d);
+    wait_for(&set, |m| m.actions_failed == 1).await;
+    assert_eq!(seen.hits.load(Ordering::SeqCst), 0);
+}
