@@ -82,12 +82,29 @@ proptest! {
             Just("OR"), Just("NOT"), Just("IN"), Just("IS"), Just("NULL"), Just("LIKE"),
             Just("CASE"), Just("WHEN"), Just("THEN"), Just("ELSE"), Just("END"), Just("AS"),
             Just("lower"), Just("concat"), Just("regex_match"), Just("topic"), Just("DIV"),
+            Just("SELECT * FROM \"t/#\" WHERE"), Just("payload.a"), Just("payload.a[0]"),
+            Just("<"), Just("/"), Just("%"), Just("coalesce"), Just("if"), Just("json_decode"),
         ], 0..40)
     ) {
         let text = parts.join(" ");
-        if let Err(e) = check_sql(&text) {
-            prop_assert!(e.line >= 1 && e.column >= 1);
-            prop_assert!(!e.message.is_empty());
+        match check_sql(&text) {
+            Err(e) => {
+                prop_assert!(e.line >= 1 && e.column >= 1);
+                prop_assert!(!e.message.is_empty());
+            }
+            Ok(()) => {
+                // Whatever parses also evaluates without panicking.
+                let set = RuleSet::from_config(&[RuleConfig {
+                    id: "p".into(),
+                    sql: text.clone(),
+                    actions: vec![],
+                    enabled: true,
+                    description: None,
+                }]).unwrap();
+                for payload in ["", "x", r#"{"a":[1,"t/#",{"a":null}]}"#, "[1,2]", "3"] {
+                    set.evaluate(&MessageContext::new("t/a", payload));
+                }
+            }
         }
     }
 }

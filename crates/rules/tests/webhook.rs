@@ -224,3 +224,14 @@ async fn webhook_with_an_invalid_header_fails_without_retrying() {
     wait_for(&set, |m| m.actions_failed == 1).await;
     assert_eq!(seen.hits.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn https_to_a_plain_http_server_fails_cleanly() {
+    // Exercises the rustls set-up (ring provider, no aws-lc): the handshake fails, no panic.
+    let (base, _seen) = server().await;
+    let set = rules(base.replace("http://", "https://") + "/ok", 1000, 1, "POST");
+    let d = dispatcher(4, 1);
+    set.process(&message(), &d);
+    let m = wait_for(&set, |m| m.actions_failed == 1).await;
+    assert_eq!(m.actions_succeeded, 0);
+}
