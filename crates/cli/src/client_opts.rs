@@ -269,9 +269,7 @@ impl ClientOpts {
                 options
             }
         };
-        if let Some(host) = &self.host
-            && self.url.is_some()
-        {
+        if let (Some(host), Some(_)) = (&self.host, &self.url) {
             options.host = host.clone();
         }
         if let Some(port) = self.port {

@@ -162,8 +162,11 @@ impl EventLoop {
             if !self.options.reconnect.enabled {
                 break lost_reason;
             }
-            if let Some(max) = self.options.reconnect.max_attempts
-                && attempt >= max
+            if self
+                .options
+                .reconnect
+                .max_attempts
+                .is_some_and(|max| attempt >= max)
             {
                 break format!("gave up after {attempt} reconnection attempts: {lost_reason}");
             }
@@ -415,9 +418,12 @@ impl EventLoop {
                     }
                 }
                 Output::Message(publish) => {
-                    if let Some(correlation) = &publish.properties.correlation_data
-                        && let Some(reply) = self.responders.remove(correlation)
-                    {
+                    let responder = publish
+                        .properties
+                        .correlation_data
+                        .as_ref()
+                        .and_then(|c| self.responders.remove(c));
+                    if let Some(reply) = responder {
                         let _ = reply.send(publish);
                         continue;
                     }

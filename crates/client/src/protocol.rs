@@ -389,8 +389,10 @@ impl Protocol {
             });
         }
         publish.dup = false;
-        publish.packet_id = 0;
+        // Size it as it will go out: QoS 1/2 carry a (non-zero) packet identifier.
+        publish.packet_id = u16::from(publish.qos != QoS::AtMostOnce);
         self.check_size(&Packet::Publish(publish.clone()))?;
+        publish.packet_id = 0;
         self.enqueue(Queued {
             token: Some(token),
             request: Request::Publish(publish),
@@ -720,9 +722,7 @@ impl Protocol {
         }
         if rec.reason_code.is_error() {
             // The flow ends at a failed PUBREC [MQTT-4.3.3-4]... no PUBREL.
-            if let Some(flight) = self.finish_flight(id)
-                && let Some(token) = flight.token
-            {
+            if let Some(token) = self.finish_flight(id).and_then(|f| f.token) {
                 self.outputs.push_back(Output::Published(
                     token,
                     Err(Error::Rejected {
@@ -745,9 +745,8 @@ impl Protocol {
             Some(f) if f.state == OutState::Released => {}
             _ => return Ok(()),
         }
-        if let Some(flight) = self.finish_flight(comp.packet_id)
-            && let Some(token) = flight.token
-        {
+        let finished = self.finish_flight(comp.packet_id);
+        if let Some((flight, token)) = finished.and_then(|f| f.token.map(|t| (f, t))) {
             let result = if comp.reason_code.is_error() {
                 Err(Error::Rejected {
                     reason_code: comp.reason_code,

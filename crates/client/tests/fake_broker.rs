@@ -268,6 +268,14 @@ async fn packet_larger_than_server_maximum_fails_without_sending() {
         matches!(err, Error::PacketTooLarge { maximum: 64, .. }),
         "{err:?}"
     );
+    // A QoS 1 message under the limit goes out (sized with its packet identifier).
+    let sending = {
+        let client = client.clone();
+        tokio::spawn(async move { client.publish("ok", QoS::AtLeastOnce, false, "small").await })
+    };
+    let p = c.recv_publish().await;
+    c.send(Packet::PubAck(PubAck::new(p.packet_id))).await;
+    sending.await.unwrap().unwrap();
     let err = client
         .publish("q2", QoS::ExactlyOnce, false, "x")
         .await

@@ -23,9 +23,8 @@ pub fn mosquitto_binary() -> Option<PathBuf> {
             return Some(PathBuf::from(candidate));
         }
     }
-    if let Ok(out) = Command::new("which").arg("mosquitto").output()
-        && out.status.success()
-    {
+    let which = Command::new("which").arg("mosquitto").output();
+    if let Some(out) = which.ok().filter(|o| o.status.success()) {
         let p = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         if !p.is_empty() {
             return Some(PathBuf::from(p));
