@@ -264,6 +264,8 @@ pub(crate) async fn serve<S>(
             },
             _ = tokio::time::sleep_until(throttled.unwrap_or_else(Instant::now)), if throttled.is_some() => {
                 d.rate.throttled_until = None;
+                // Packets read before the pause are still waiting in the buffer.
+                d.decode_all(&mut rbuf, max_packet);
             }
             r = rd.read_buf(&mut rbuf), if wbuf.len() < HIGH_WATER && throttled.is_none() => match r {
                 Ok(0) | Err(_) => d.conn.handle_connection_lost(),
@@ -303,6 +305,10 @@ pub(crate) async fn serve<S>(
 impl Driver {
     fn decode_all(&mut self, rbuf: &mut BytesMut, max_packet: usize) {
         loop {
+            // Over the publish rate: the rest waits until the pause ends.
+            if self.rate.throttled_until.is_some() {
+                return;
+            }
             match tern_codec::decode(rbuf, self.conn.version(), max_packet) {
                 Ok(Some(packet)) => {
                     if !self.within_limits(&packet) {
