@@ -1,9 +1,9 @@
 //! `tern rules`: work with rules without a broker. `tern rules test` evaluates one rule against
 //! one message and prints what it selects and the actions it would take; nothing is published or
-//! sent.
+//! sent. `tern rules check -c tern.toml` checks every rule of a configuration file.
 //!
-//! Exit status: 0 when the rule passes, 1 when the topic does not match or WHERE is not true,
-//! 2 for an error (a located parse error, an unreadable configuration, an unknown rule id).
+//! Exit status of `test`: 0 when the rule passes, 1 when the topic does not match or WHERE is not
+//! true, 2 for an error (a located parse error, an unreadable configuration, an unknown rule id).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,6 +25,15 @@ enum RulesCommand {
     /// Evaluate a rule against one message and print the selected fields and the actions it
     /// would take (or the located parse error).
     Test(TestArgs),
+    /// Check every [[rules]] table of a configuration file, as the broker does at start-up.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    /// Configuration file whose [[rules]] tables are checked (other keys are ignored).
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +84,40 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
 pub fn run(args: RulesArgs) -> ExitCode {
     match args.command {
         RulesCommand::Test(t) => test(t),
+        RulesCommand::Check(c) => check(c),
+    }
+}
+
+fn check(c: CheckArgs) -> ExitCode {
+    let path = c.config.display();
+    let text = match std::fs::read_to_string(&c.config) {
+        Ok(text) => text,
+        Err(e) => return fail(&format!("cannot read {path}: {e}")),
+    };
+    let rules = match rules_from_toml(&text) {
+        Ok(rules) => rules,
+        Err(e) => return fail(&format!("{path}: {e}")),
+    };
+    match tern_rules::RuleSet::from_config(&rules) {
+        Ok(set) => {
+            let enabled = set.rules().iter().filter(|r| r.enabled()).count();
+            println!(
+                "{path}: {} rule(s) OK ({enabled} enabled)",
+                set.rules().len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(RuleError::Sql { rule, error }) => {
+            let sql = rules
+                .iter()
+                .find(|r| r.id == rule)
+                .map_or("", |r| r.sql.as_str());
+            fail(&format!(
+                "{path}: rule `{rule}`: sql: {}",
+                error.render(sql)
+            ))
+        }
+        Err(e) => fail(&format!("{path}: {e}")),
     }
 }
 

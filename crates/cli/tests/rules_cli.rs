@@ -160,3 +160,38 @@ actions = [
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn rules_check_reports_ok_or_the_located_error() {
+    let dir = std::env::temp_dir().join(format!("tern-rules-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("good.toml");
+    std::fs::write(
+        &good,
+        "[other]\nx = 1\n[[rules]]\nid = \"a\"\nsql = \"SELECT * FROM \\\"t\\\"\"\n[[rules]]\nid = \"b\"\nenabled = false\nsql = \"SELECT * FROM \\\"t\\\"\"\n",
+    )
+    .unwrap();
+    let o = tern(&["rules", "check", "-c", good.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("2 rule(s) OK (1 enabled)"),
+        "{}",
+        stdout(&o)
+    );
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[rules]]\nid = \"hot\"\nsql = \"SELECT * FROM \\\"t\\\" WHERE payload.t > \"\n",
+    )
+    .unwrap();
+    let o = tern(&["rules", "check", "-c", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(
+            "rule `hot`: sql: line 1, column 37: expected an expression, found end of input"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
