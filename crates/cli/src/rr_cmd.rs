@@ -67,6 +67,9 @@ pub struct RrCli {
     /// Output format (as tern sub -F).
     #[arg(short = 'F', long = "format", allow_hyphen_values = true)]
     format: Option<String>,
+    /// Print %j / %J JSON formatted rather than minimised.
+    #[arg(long = "pretty")]
+    pretty: bool,
     /// Print help.
     #[arg(long = "help", action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -141,7 +144,10 @@ async fn request(mut cli: RrCli) -> anyhow::Result<ExitCode> {
     };
     let style = if let Some(f) = &cli.format {
         format::check_format(f.as_bytes()).map_err(|e| anyhow!("{e}"))?;
-        Style::Format(f.clone().into_bytes())
+        Style::Format {
+            format: f.clone().into_bytes(),
+            pretty: cli.pretty,
+        }
     } else if cli.verbose {
         Style::Verbose
     } else {

@@ -76,6 +76,9 @@ pub struct SubCli {
     /// Output format (mosquitto_sub's -F specifiers).
     #[arg(short = 'F', long = "format", allow_hyphen_values = true)]
     format: Option<String>,
+    /// Print %j / %J JSON formatted rather than minimised.
+    #[arg(long = "pretty")]
+    pretty: bool,
     /// Print each message as one JSON object per line.
     #[arg(long = "json")]
     json: bool,
@@ -194,7 +197,10 @@ async fn subscribe(cli: SubCli) -> anyhow::Result<ExitCode> {
         Style::Json
     } else if let Some(f) = &cli.format {
         format::check_format(f.as_bytes()).map_err(|e| anyhow!("{e}"))?;
-        Style::Format(f.clone().into_bytes())
+        Style::Format {
+            format: f.clone().into_bytes(),
+            pretty: cli.pretty,
+        }
     } else if cli.verbose {
         Style::Verbose
     } else {

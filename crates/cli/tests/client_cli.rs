@@ -437,19 +437,30 @@ fn sub_json_and_time_specifiers_match_mosquitto_sub() {
     ] {
         for version in ["mqttv5", "mqttv311"] {
             let a = args(&["-q", "2", "-C", "5", "-V", version, "-F", format]);
-            let (theirs, ours) = side_by_side(&f, &a);
-            assert_eq!(
-                String::from_utf8_lossy(&mask_digits(&ours.stdout)),
-                String::from_utf8_lossy(&mask_digits(&theirs.stdout)),
-                "-F {format} -V {version}"
-            );
-            assert_eq!(
-                String::from_utf8_lossy(&mask_digits(&ours.stderr)),
-                String::from_utf8_lossy(&mask_digits(&theirs.stderr)),
-                "stderr for -F {format} -V {version}"
-            );
+            compare_masked(&f, &a);
         }
     }
+    for format in ["%j", "%J"] {
+        compare_masked(
+            &f,
+            &args(&["-q", "1", "-C", "5", "-V", "5", "--pretty", "-F", format]),
+        );
+    }
+}
+
+/// Compares the two outputs with every digit masked (they are printed at different instants).
+fn compare_masked(f: &Fixture, a: &[&str]) {
+    let (theirs, ours) = side_by_side(f, a);
+    assert_eq!(
+        String::from_utf8_lossy(&mask_digits(&ours.stdout)),
+        String::from_utf8_lossy(&mask_digits(&theirs.stdout)),
+        "{a:?}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&mask_digits(&ours.stderr)),
+        String::from_utf8_lossy(&mask_digits(&theirs.stderr)),
+        "stderr for {a:?}"
+    );
 }
 
 #[test]

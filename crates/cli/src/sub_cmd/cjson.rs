@@ -297,6 +297,38 @@ pub fn print(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// Prints a value as cJSON_Print does (tabs and new lines); `depth` is 1 for the root.
+pub fn print_formatted(value: &Value, depth: usize, out: &mut Vec<u8>) {
+    match value {
+        Value::Array(items) => {
+            out.push(b'[');
+            for (k, item) in items.iter().enumerate() {
+                if k > 0 {
+                    out.extend_from_slice(b", ");
+                }
+                print_formatted(item, depth + 1, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(members) => {
+            out.extend_from_slice(b"{\n");
+            for (k, (key, item)) in members.iter().enumerate() {
+                out.extend(std::iter::repeat_n(b'\t', depth));
+                print_string(key, out);
+                out.extend_from_slice(b":\t");
+                print_formatted(item, depth + 1, out);
+                if k + 1 < members.len() {
+                    out.push(b',');
+                }
+                out.push(b'\n');
+            }
+            out.extend(std::iter::repeat_n(b'\t', depth.saturating_sub(1)));
+            out.push(b'}');
+        }
+        other => print(other, out),
+    }
+}
+
 /// A string as cJSON escapes it: `"`, `\`, the five named controls, `\u00xx` for other bytes
 /// below 0x20, every other byte as is.
 pub fn print_string(s: &[u8], out: &mut Vec<u8>) {

@@ -14,8 +14,13 @@ pub enum Style {
     Plain,
     /// `topic payload` (-v).
     Verbose,
-    /// A -F format string.
-    Format(Vec<u8>),
+    /// A -F format string; `pretty` (--pretty) prints `%j`/`%J` as cJSON's formatted output.
+    Format {
+        /// The format string.
+        format: Vec<u8>,
+        /// --pretty.
+        pretty: bool,
+    },
     /// One JSON object per line (--json).
     Json,
 }
@@ -86,8 +91,8 @@ pub fn print_message(
                 out.extend_from_slice(b" (null)\n");
             }
         }
-        Style::Format(format) => {
-            formatted_print(format, m, now, out, err);
+        Style::Format { format, pretty } => {
+            formatted_print(format, *pretty, m, now, out, err);
             if eol {
                 out.push(b'\n');
             }
@@ -164,7 +169,14 @@ pub fn check_format(fmt: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-fn formatted_print(fmt: &[u8], m: &Message, now: &Stamp, out: &mut Vec<u8>, err: &mut Vec<u8>) {
+fn formatted_print(
+    fmt: &[u8],
+    pretty: bool,
+    m: &Message,
+    now: &Stamp,
+    out: &mut Vec<u8>,
+    err: &mut Vec<u8>,
+) {
     let len = fmt.len();
     let at = |i: usize| fmt.get(i).copied().unwrap_or(0);
     let mut i = 0;
@@ -213,7 +225,7 @@ fn formatted_print(fmt: &[u8], m: &Message, now: &Stamp, out: &mut Vec<u8>, err:
                         width: width.min(1 << 20),
                         precision,
                     };
-                    print_percent(at(i), spec, m, now, out, err);
+                    print_percent(at(i), spec, pretty, m, now, out, err);
                 }
             }
         } else if c == b'@' {
@@ -351,7 +363,15 @@ fn write_payload(payload: &[u8], hex: u8, s: Spec, out: &mut Vec<u8>) {
     }
 }
 
-fn print_percent(c: u8, s: Spec, m: &Message, now: &Stamp, out: &mut Vec<u8>, err: &mut Vec<u8>) {
+fn print_percent(
+    c: u8,
+    s: Spec,
+    pretty: bool,
+    m: &Message,
+    now: &Stamp,
+    out: &mut Vec<u8>,
+    err: &mut Vec<u8>,
+) {
     let p = &m.properties;
     match c {
         b'%' => out.push(b'%'),
@@ -385,8 +405,8 @@ fn print_percent(c: u8, s: Spec, m: &Message, now: &Stamp, out: &mut Vec<u8>, er
                 print_str(t.as_bytes(), s, out);
             }
         }
-        b'j' => json_print(m, now, true, out, err),
-        b'J' => json_print(m, now, false, out, err),
+        b'j' => json_print(m, now, true, pretty, out, err),
+        b'J' => json_print(m, now, false, pretty, out, err),
         b'l' => print_int(i64::try_from(m.payload.len()).unwrap_or(i64::MAX), s, out),
         b'm' => print_int(i64::from(m.packet_id), s, out),
         b'P' => {
@@ -424,7 +444,14 @@ fn print_percent(c: u8, s: Spec, m: &Message, now: &Stamp, out: &mut Vec<u8>, er
 
 /// mosquitto_sub's `%j` / `%J` object (cJSON build): tst, topic, qos, retain, payloadlen, mid
 /// (QoS > 0), properties (v5, when present), payload.
-fn json_print(m: &Message, now: &Stamp, escaped: bool, out: &mut Vec<u8>, err: &mut Vec<u8>) {
+fn json_print(
+    m: &Message,
+    now: &Stamp,
+    escaped: bool,
+    pretty: bool,
+    out: &mut Vec<u8>,
+    err: &mut Vec<u8>,
+) {
     let payload = if m.payload.is_empty() {
         // libmosquitto hands over a NULL payload, printed as null.
         cjson::Value::Null
@@ -486,7 +513,12 @@ fn json_print(m: &Message, now: &Stamp, escaped: bool, out: &mut Vec<u8>, err: &
         members.push((b"properties".to_vec(), props));
     }
     members.push((b"payload".to_vec(), payload));
-    cjson::print(&cjson::Value::Object(members), out);
+    let root = cjson::Value::Object(members);
+    if pretty {
+        cjson::print_formatted(&root, 1, out);
+    } else {
+        cjson::print(&root, out);
+    }
 }
 
 /// The `properties` object of `%j`, in the order the properties were on the wire as far as the
@@ -633,7 +665,14 @@ mod tests {
     fn render(format: &str, m: &Message) -> String {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        formatted_print(format.as_bytes(), m, &Stamp::now(), &mut out, &mut err);
+        formatted_print(
+            format.as_bytes(),
+            false,
+            m,
+            &Stamp::now(),
+            &mut out,
+            &mut err,
+        );
         String::from_utf8(out).unwrap()
     }
 
