@@ -758,3 +758,153 @@ fn rr_prints_the_response() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "svc/reply pong\n");
 }
+
+/// `tern pub` and `tern sub` over TLS with a client certificate (`--cafile --cert --key`),
+/// through Mosquitto, and `--insecure`; a certificate the CA did not sign is one clear line.
+#[test]
+#[ignore = "interop: needs mosquitto"]
+fn tls_pub_and_sub_with_client_certificate() {
+    let pki = common::generate_pki();
+    let tls_port = common::free_port();
+    let Some(broker) = Mosquitto::start_with(&common::tls_listener(tls_port, &pki), &[tls_port])
+    else {
+        return;
+    };
+    let port = tls_port.to_string();
+    let ca = pki.ca().display().to_string();
+    let cert = pki.file("client.pem").display().to_string();
+    let key = pki.file("client.key").display().to_string();
+    let tls = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "-h",
+            "localhost",
+            "-p",
+            &port,
+            "--cafile",
+            &ca,
+            "--cert",
+            &cert,
+            "--key",
+            &key,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let sub = spawn(
+        TERN,
+        &std::iter::once("sub".to_owned())
+            .chain(tls(&["-t", "secure/#", "-v", "-C", "2", "-q", "1"]))
+            .collect::<Vec<_>>(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let o = Command::new(TERN)
+        .arg("pub")
+        .args(tls(&["-t", "secure/a", "-m", "over tls", "-q", "1"]))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = Command::new(TERN)
+        .args([
+            "pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "--insecure",
+            "--capath",
+            pki.dir.to_str().unwrap(),
+        ])
+        .args([
+            "--cert", &cert, "--key", &key, "-t", "secure/b", "-m", "insecure", "-V", "5",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = wait(sub, Duration::from_secs(10));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "secure/a over tls\nsecure/b insecure\n"
+    );
+    // The server's certificate checked against the wrong CA: a TLS error, exit 1.
+    let o = Command::new(TERN)
+        .args([
+            "pub",
+            "-h",
+            "localhost",
+            "-p",
+            &port,
+            "--cafile",
+            &cert,
+            "-t",
+            "x",
+            "-m",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("TLS error"), "{err}");
+    drop(broker);
+}
+
+/// `tern pub -L ws://...` reaches `mosquitto_sub` over Mosquitto's WebSocket listener, and a
+/// will set with `--will-*` is published when `tern sub` dies without DISCONNECT.
+#[test]
+#[ignore = "interop: needs mosquitto"]
+fn websocket_url_and_will_message() {
+    let ws_port = common::free_port();
+    let Some(broker) = Mosquitto::start_with(
+        &format!("listener {ws_port} 127.0.0.1\nprotocol websockets\n"),
+        &[ws_port],
+    ) else {
+        return;
+    };
+    let watcher = spawn(
+        &mosquitto_tool("mosquitto_sub").unwrap(),
+        &with_broker(&["-t", "ws/t", "-t", "wills/#", "-v", "-C", "2"], &broker),
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let o = tern(&[
+        "pub",
+        "-L",
+        &format!("ws://127.0.0.1:{ws_port}/mqtt"),
+        "-t",
+        "ws/t",
+        "-m",
+        "via websocket",
+        "-q",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut doomed = spawn(
+        TERN,
+        &std::iter::once("sub".to_owned())
+            .chain(with_broker(
+                &[
+                    "-t",
+                    "nothing",
+                    "--will-topic",
+                    "wills/sub",
+                    "--will-payload",
+                    "gone",
+                    "--will-qos",
+                    "1",
+                ],
+                &broker,
+            ))
+            .collect::<Vec<_>>(),
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    doomed.kill().unwrap(); // SIGKILL: no DISCONNECT, so the will is published
+    let _ = doomed.wait();
+    let out = wait(watcher, Duration::from_secs(10));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ws/t via websocket\nwills/sub gone\n"
+    );
+}

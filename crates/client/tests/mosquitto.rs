@@ -274,58 +274,10 @@ async fn websocket_round_trip() {
         .unwrap();
 }
 
-struct Pki {
-    dir: std::path::PathBuf,
-}
-
-impl Pki {
-    fn ca(&self) -> std::path::PathBuf {
-        self.dir.join("ca.pem")
-    }
-    fn file(&self, name: &str) -> std::path::PathBuf {
-        self.dir.join(name)
-    }
-}
-
-/// A CA, a server certificate for localhost / 127.0.0.1, and a client certificate.
-fn generate_pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let dir = common::temp_dir("pki");
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Tern test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-
-    let server_key = KeyPair::generate().unwrap();
-    let mut server_params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    server_params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let server = server_params.signed_by(&server_key, &issuer).unwrap();
-    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
-
-    let client_key = KeyPair::generate().unwrap();
-    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client_params
-        .distinguished_name
-        .push(DnType::CommonName, "tern-client");
-    let client = client_params.signed_by(&client_key, &issuer).unwrap();
-    std::fs::write(dir.join("client.pem"), client.pem()).unwrap();
-    std::fs::write(dir.join("client.key"), client_key.serialize_pem()).unwrap();
-    Pki { dir }
-}
-
 #[tokio::test]
 #[ignore = "interop: needs mosquitto"]
 async fn tls_with_client_certificate() {
-    let pki = generate_pki();
+    let pki = common::generate_pki();
     let tls_port = common::free_port();
     let Some(_broker) = Mosquitto::start_with(
         &format!(
