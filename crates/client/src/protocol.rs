@@ -890,3 +890,174 @@ pub fn validate_topic_filter(filter: &str) -> Result<(), Error> {
         reason: e,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Whole conversations with the state machine in memory: no socket, no clock but the one
+    //! passed in.
+    use super::*;
+
+    fn protocol(capacity: usize) -> Protocol {
+        let mut o = ConnectOptions::new("unused", 1);
+        o.offline_queue_capacity = capacity;
+        o.keep_alive = Duration::from_secs(10);
+        Protocol::new(&o)
+    }
+
+    fn publish(topic: &str, qos: QoS, payload: &'static str) -> Publish {
+        Publish {
+            topic: topic.into(),
+            qos,
+            payload: Bytes::from_static(payload.as_bytes()),
+            ..Default::default()
+        }
+    }
+
+    fn transmitted(p: &mut Protocol, now: Instant) -> Vec<Packet> {
+        std::iter::from_fn(|| p.poll_transmit(now)).collect()
+    }
+
+    fn connack(p: &mut Protocol, session_present: bool, now: Instant) {
+        let c = ConnAck {
+            session_present,
+            ..Default::default()
+        };
+        p.handle_connack(&c, now).unwrap();
+    }
+
+    #[test]
+    fn offline_queue_full_is_an_error_and_drains_in_order_on_connack() {
+        let now = Instant::now();
+        let mut p = protocol(2);
+        p.publish(1, publish("a", QoS::AtLeastOnce, "1")).unwrap();
+        p.publish(2, publish("a", QoS::AtMostOnce, "2")).unwrap();
+        let err = p
+            .publish(3, publish("a", QoS::AtLeastOnce, "3"))
+            .unwrap_err();
+        assert!(matches!(err, Error::QueueFull { capacity: 2 }));
+        assert!(
+            transmitted(&mut p, now).is_empty(),
+            "nothing is sent while disconnected"
+        );
+        connack(&mut p, false, now);
+        let sent = transmitted(&mut p, now);
+        let payloads: Vec<&[u8]> = sent
+            .iter()
+            .map(|s| match s {
+                Packet::Publish(p) => &p.payload[..],
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(payloads, [b"1", b"2"]);
+        // QoS 0 is complete once handed over; QoS 1 waits for PUBACK.
+        assert!(matches!(p.poll_output(), Some(Output::Published(2, Ok(_)))));
+        assert!(p.poll_output().is_none());
+        p.handle_packet(Packet::PubAck(PubAck::new(1)), now)
+            .unwrap();
+        assert!(matches!(p.poll_output(), Some(Output::Published(1, Ok(_)))));
+    }
+
+    #[test]
+    fn resumed_session_resends_publish_with_dup_and_pubrel_in_order() {
+        let now = Instant::now();
+        let mut p = protocol(10);
+        connack(&mut p, false, now);
+        p.publish(1, publish("a", QoS::ExactlyOnce, "x")).unwrap();
+        p.publish(2, publish("b", QoS::AtLeastOnce, "y")).unwrap();
+        transmitted(&mut p, now);
+        p.handle_packet(Packet::PubRec(PubRec::new(1)), now)
+            .unwrap();
+        assert_eq!(transmitted(&mut p, now), [Packet::PubRel(PubRel::new(1))]);
+        p.handle_connection_lost("test");
+        connack(&mut p, true, now);
+        let sent = transmitted(&mut p, now);
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0], Packet::PubRel(PubRel::new(1)));
+        match &sent[1] {
+            Packet::Publish(p) => assert!(p.dup && p.packet_id == 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keep_alive_pings_then_times_out() {
+        let t0 = Instant::now();
+        let mut p = protocol(10);
+        connack(&mut p, false, t0);
+        assert_eq!(p.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+        p.handle_timeout(t0 + Duration::from_secs(5)).unwrap();
+        assert!(transmitted(&mut p, t0).is_empty());
+        let t1 = t0 + Duration::from_secs(10);
+        p.handle_timeout(t1).unwrap();
+        assert_eq!(transmitted(&mut p, t1), [Packet::PingReq]);
+        let err = p.handle_timeout(t1 + Duration::from_secs(10)).unwrap_err();
+        assert!(matches!(err, Error::Timeout(_)));
+    }
+
+    #[test]
+    fn pingresp_clears_the_deadline() {
+        let t0 = Instant::now();
+        let mut p = protocol(10);
+        connack(&mut p, false, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        p.handle_timeout(t1).unwrap();
+        transmitted(&mut p, t1);
+        p.handle_packet(Packet::PingResp, t1).unwrap();
+        assert_eq!(p.poll_timeout(), Some(t1 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn suback_with_wrong_number_of_codes_is_a_protocol_error() {
+        let now = Instant::now();
+        let mut p = protocol(10);
+        p.version = ProtocolVersion::V5;
+        connack(&mut p, false, now);
+        let filters = vec![
+            ("a".into(), SubscriptionOptions::default()),
+            ("b".into(), SubscriptionOptions::default()),
+        ];
+        p.subscribe(1, filters, SubscribeProperties::default())
+            .unwrap();
+        let Some(Packet::Subscribe(s)) = p.poll_transmit(now) else {
+            panic!("SUBSCRIBE expected")
+        };
+        let ack = SubAck {
+            packet_id: s.packet_id,
+            reason_codes: vec![ReasonCode::GRANTED_QOS_0],
+            ..Default::default()
+        };
+        assert!(matches!(
+            p.handle_packet(Packet::SubAck(ack), now),
+            Err(Error::Protocol(_))
+        ));
+        // v5: the client says why before closing.
+        assert!(matches!(p.poll_transmit(now), Some(Packet::Disconnect(_))));
+    }
+
+    #[test]
+    fn failed_puback_rejects_the_publish_with_its_reason_code() {
+        let now = Instant::now();
+        let mut p = protocol(10);
+        connack(&mut p, false, now);
+        p.publish(7, publish("a", QoS::AtLeastOnce, "x")).unwrap();
+        transmitted(&mut p, now);
+        let mut ack = PubAck::new(1);
+        ack.reason_code = ReasonCode::NOT_AUTHORIZED;
+        p.handle_packet(Packet::PubAck(ack), now).unwrap();
+        match p.poll_output() {
+            Some(Output::Published(7, Err(Error::Rejected { reason_code, .. }))) => {
+                assert_eq!(reason_code, ReasonCode::NOT_AUTHORIZED)
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn wildcard_topic_cannot_be_published() {
+        let mut p = protocol(10);
+        let err = p
+            .publish(1, publish("a/+", QoS::AtMostOnce, "x"))
+            .unwrap_err();
+        assert!(matches!(err, Error::InvalidTopic { .. }));
+    }
+}
