@@ -93,6 +93,14 @@ impl Ca {
         self.sign(p)
     }
 
+    /// A server certificate for these names only.
+    pub fn server_for(&self, names: &[&str]) -> Leaf {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut p = CertificateParams::new(names).unwrap();
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        self.sign(p)
+    }
+
     /// A client certificate with subject CN `cn`.
     pub fn client(&self, cn: &str) -> Leaf {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -153,6 +161,21 @@ impl Pki {
     /// Writes a client certificate signed by this CA; returns (cert, key) paths.
     pub fn client_files(&self, cn: &str) -> (PathBuf, PathBuf) {
         leaf_files(&self.dir, cn, &self.ca.client(cn))
+    }
+
+    /// Writes an expired client certificate signed by this CA; returns (cert, key) paths.
+    pub fn expired_client_files(&self, cn: &str) -> (PathBuf, PathBuf) {
+        leaf_files(
+            &self.dir,
+            &format!("{cn}-expired"),
+            &self.ca.expired_client(cn),
+        )
+    }
+
+    /// Writes a client certificate from another CA (same CA name); returns (cert, key) paths.
+    pub fn foreign_client_files(&self, cn: &str) -> (PathBuf, PathBuf) {
+        let other = Ca::new("Tern test CA");
+        leaf_files(&self.dir, &format!("{cn}-foreign"), &other.client(cn))
     }
 
     /// `tls = { ... }` for this PKI; `mtls` adds the CA as `client_ca` with a required certificate.
@@ -347,4 +370,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
 pub fn success() -> u8 {
     ReasonCode::SUCCESS.0
+}
+
+/// Runs a third-party program to completion; a missing program fails the test (never skips).
+pub fn run(program: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("interop: cannot run `{program}` ({e}); install the peers with scripts/install-peers.sh")
+        })
+}
+
+/// Runs a program on a blocking thread, for peers that wait for messages while the test goes on.
+pub fn run_async(program: &str, args: &[&str]) -> tokio::task::JoinHandle<std::process::Output> {
+    let program = program.to_string();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&program, &args)
+    })
+}
+
+/// stdout and stderr of a finished program, for assertions and failure messages.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The repository's root (for tests/interop).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
