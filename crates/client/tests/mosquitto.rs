@@ -371,3 +371,38 @@ async fn request_response_v5() {
         .unwrap();
     assert_eq!(&response.payload[..], b"ping");
 }
+
+#[tokio::test]
+#[ignore = "interop: needs mosquitto"]
+async fn secure_websocket_round_trip() {
+    let pki = common::generate_pki();
+    let wss_port = common::free_port();
+    let Some(broker) = Mosquitto::start_with(
+        &format!(
+            "listener {wss_port} 127.0.0.1\nprotocol websockets\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            pki.ca().display(),
+            pki.file("server.pem").display(),
+            pki.file("server.key").display()
+        ),
+        &[wss_port],
+    ) else {
+        return;
+    };
+    let mut o = ConnectOptions::from_url(&format!("wss://localhost:{wss_port}/mqtt")).unwrap();
+    assert_eq!(o.transport, Transport::Wss);
+    o.tls.ca_file = Some(pki.ca());
+    let (client, mut messages) = Client::connect(o).await.unwrap();
+    client.subscribe("wss/t", QoS::ExactlyOnce).await.unwrap();
+    let (tcp, _) = Client::connect(options(&broker, ProtocolVersion::V311))
+        .await
+        .unwrap();
+    tcp.publish("wss/t", QoS::ExactlyOnce, false, "tls websocket")
+        .await
+        .unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(5), messages.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&m.payload[..], b"tls websocket");
+    client.disconnect().await.unwrap();
+}
