@@ -26,7 +26,8 @@ pub(crate) fn validate_filter(filter: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Checks a topic name for publishing: non-empty, no wildcards, no NUL [MQTT-3.3.2-2].
+/// Checks a topic name for publishing: non-empty, no wildcards [MQTT-3.3.2-2], no NUL, at most
+/// 65,535 bytes (a UTF-8 Encoded String, section 1.5.4).
 pub(crate) fn validate_topic(topic: &str) -> Result<(), &'static str> {
     if topic.is_empty() {
         return Err("the topic is empty");
@@ -36,6 +37,9 @@ pub(crate) fn validate_topic(topic: &str) -> Result<(), &'static str> {
     }
     if topic.contains('\0') {
         return Err("the topic contains the NUL character");
+    }
+    if topic.len() > usize::from(u16::MAX) {
+        return Err("the topic is longer than 65,535 bytes");
     }
     Ok(())
 }
@@ -196,5 +200,6 @@ mod tests {
         assert!(validate_filter("a+/b").is_err());
         assert!(validate_topic("a/+").is_err());
         assert!(validate_topic("a/b").is_ok());
+        assert!(validate_topic(&"a".repeat(65_536)).is_err());
     }
 }
