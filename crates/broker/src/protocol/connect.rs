@@ -118,10 +118,15 @@ impl Connection {
         } else {
             reason.to_v3_connack()
         };
+        let properties = ConnAckProperties {
+            reason_string: (self.version.is_v5() && self.problem_information)
+                .then(|| tern_codec::ByteStr::from_static(reason.name())),
+            ..Default::default()
+        };
         self.transmit.push_back(Packet::ConnAck(ConnAck {
             session_present: false,
             reason_code,
-            properties: ConnAckProperties::default(),
+            properties,
         }));
         self.will = None;
         self.finish(None, reason);

@@ -461,9 +461,14 @@ impl Connection {
     fn send_disconnect(&mut self, reason: ReasonCode) {
         // Only v5 has a server-sent DISCONNECT [MQTT-3.14.0-1]; 3.x connections just close.
         if self.version.is_v5() && self.phase == Phase::Connected {
+            // DISCONNECT may always carry a Reason String [MQTT-3.14.2-3 allows it for the
+            // server]; it tells the user why in words.
             self.transmit.push_back(Packet::Disconnect(Disconnect {
                 reason_code: reason,
-                ..Default::default()
+                properties: tern_codec::DisconnectProperties {
+                    reason_string: Some(ByteStr::from_static(reason.name())),
+                    ..Default::default()
+                },
             }));
         }
     }

@@ -1051,7 +1051,8 @@ fn takeover_sends_0x8e_to_old_connection_v5() {
     let (mut c, _) = connected(ProtocolVersion::V5);
     c.close(ReasonCode::SESSION_TAKEN_OVER);
     assert!(
-        matches!(&drain(&mut c)[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::SESSION_TAKEN_OVER)
+        matches!(&drain(&mut c)[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::SESSION_TAKEN_OVER
+            && d.properties.reason_string.as_deref() == Some("Session taken over"))
     );
 }
 
