@@ -6,7 +6,7 @@
 //! Ignored by default (they need third-party programs); `scripts/test.sh` installs the peers and
 //! runs them. With `CI` set, a missing program fails the test instead of skipping it.
 
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -26,8 +26,12 @@ fn require(name: &str, candidates: &[&str]) -> Option<PathBuf> {
         .map(PathBuf::from)
         .chain(
             std::env::var_os("PATH")
-                .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect())
-                .unwrap_or_else(Vec::new),
+                .map(|p| {
+                    std::env::split_paths(&p)
+                        .map(|d| d.join(name))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default(),
         )
         .find(|p| p.is_file());
     if found.is_none() {

@@ -32,7 +32,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use super::{Access, Authorizer, ClientIdentity};
 
@@ -200,10 +201,43 @@ impl Found {
     }
 }
 
+/// FNV-1a: topic levels are short, and SipHash dominated the check. The keys in the table come
+/// from the ACL file, not from clients, so collisions cannot be forced on it.
+#[derive(Debug, Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type Levels = HashMap<Box<str>, Node, std::hash::BuildHasherDefault<Fnv>>;
+
+/// `a/b/c` → (`a`, `Some("b/c")`); `c` → (`c`, `None`).
+fn next_level(rest: &str) -> (&str, Option<&str>) {
+    match rest.split_once('/') {
+        Some((level, more)) => (level, Some(more)),
+        None => (rest, None),
+    }
+}
+
 /// A topic-filter trie over one list of lines.
 #[derive(Debug, Default, Clone)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
+    children: Levels,
     plus: Option<Box<Node>>,
     /// Lines whose filter ends with `/#` (or is `#`) at this node.
     hash: Option<Verdicts>,
@@ -227,67 +261,68 @@ impl Node {
         node.end.get_or_insert_default().add(access);
     }
 
-    /// Collects what the lines whose filter matches the topic name `levels` say.
-    fn match_topic(&self, levels: &[&str], depth: usize, write: bool, found: &mut Found) {
+    /// Collects what the lines whose filter matches the topic name say. `rest` is what is left
+    /// of the topic (`None` once every level is consumed); `dollar` is true at the root of a
+    /// topic starting with `$`, where wildcards do not match ([MQTT-4.7.2-1]).
+    fn match_topic(&self, rest: Option<&str>, dollar: bool, write: bool, found: &mut Found) {
         if found.deny {
             return;
         }
-        // [MQTT-4.7.2-1] wildcards at the first level do not match topics starting with `$`.
-        let dollar = depth == 0 && levels.first().is_some_and(|l| l.starts_with('$'));
         if let Some(v) = &self.hash
             && !dollar
         {
             found.add(v, write);
         }
-        let Some(level) = levels.get(depth) else {
+        let Some(rest) = rest else {
             if let Some(v) = &self.end {
                 found.add(v, write);
             }
             return;
         };
-        if let Some(child) = self.children.get(*level) {
-            child.match_topic(levels, depth + 1, write, found);
+        let (level, more) = next_level(rest);
+        if let Some(child) = self.children.get(level) {
+            child.match_topic(more, false, write, found);
         }
         if let Some(plus) = &self.plus
             && !dollar
         {
-            plus.match_topic(levels, depth + 1, write, found);
+            plus.match_topic(more, false, write, found);
         }
     }
 
-    /// Collects what the lines whose filter covers the subscription filter `levels` say (read).
-    fn cover_filter(&self, levels: &[&str], depth: usize, found: &mut Found) {
+    /// Collects what the lines whose filter covers the subscription filter say (for read).
+    fn cover_filter(&self, rest: Option<&str>, dollar: bool, found: &mut Found) {
         if found.deny {
             return;
         }
-        let dollar = depth == 0 && levels.first().is_some_and(|l| l.starts_with('$'));
         if let Some(v) = &self.hash
             && !dollar
         {
             found.add(v, false);
         }
-        let Some(level) = levels.get(depth) else {
+        let Some(rest) = rest else {
             if let Some(v) = &self.end {
                 found.add(v, false);
             }
             return;
         };
-        match *level {
+        let (level, more) = next_level(rest);
+        match level {
             // Only an ACL `#` covers a subscription `#`: handled above.
             "#" => {}
             "+" => {
                 if let Some(plus) = &self.plus {
-                    plus.cover_filter(levels, depth + 1, found);
+                    plus.cover_filter(more, false, found);
                 }
             }
             literal => {
                 if let Some(child) = self.children.get(literal) {
-                    child.cover_filter(levels, depth + 1, found);
+                    child.cover_filter(more, false, found);
                 }
                 if let Some(plus) = &self.plus
                     && !dollar
                 {
-                    plus.cover_filter(levels, depth + 1, found);
+                    plus.cover_filter(more, false, found);
                 }
             }
         }
@@ -310,18 +345,15 @@ impl RuleSet {
     }
 
     /// `Some(allow)` when a line decides, `None` when none does.
-    #[cfg(test)]
     fn decide(&self, access: Access, topic: &str) -> Option<bool> {
-        let levels: Vec<&str> = topic.split('/').collect();
-        self.decide_levels(access, &levels)
-    }
-
-    fn decide_levels(&self, access: Access, levels: &[&str]) -> Option<bool> {
         let mut found = Found::default();
+        let dollar = topic.starts_with('$');
         match access {
-            Access::Read => self.root.match_topic(levels, 0, false, &mut found),
-            Access::Write => self.root.match_topic(levels, 0, true, &mut found),
-            Access::Subscribe => self.root.cover_filter(levels, 0, &mut found),
+            Access::Read => self
+                .root
+                .match_topic(Some(topic), dollar, false, &mut found),
+            Access::Write => self.root.match_topic(Some(topic), dollar, true, &mut found),
+            Access::Subscribe => self.root.cover_filter(Some(topic), dollar, &mut found),
         }
         found.decision()
     }
@@ -343,6 +375,58 @@ pub struct AclFile {
     anonymous: Option<Arc<RuleSet>>,
     users: HashMap<String, Arc<RuleSet>>,
     patterns: Arc<[Pattern]>,
+    /// Resolved sessions by user name then client id, for the [`Authorizer`] path.
+    memo: SessionMemo,
+}
+
+/// Resolved sessions of one user name, by client id.
+type ByClientId = HashMap<String, Arc<SessionAcl>>;
+
+/// Most identities the [`Authorizer`] path remembers before it starts over.
+const MEMO_CAPACITY: usize = 65_536;
+
+/// [`SessionAcl`]s already resolved, keyed by user name then client id. A resolved session
+/// depends only on the identity and the file, so a remembered one is never stale.
+#[derive(Default)]
+struct SessionMemo {
+    map: RwLock<HashMap<Option<String>, ByClientId>>,
+    len: AtomicUsize,
+}
+
+impl std::fmt::Debug for SessionMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionMemo")
+            .field("len", &self.len.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Clone for SessionMemo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl SessionMemo {
+    fn get(&self, who: &ClientIdentity) -> Option<Arc<SessionAcl>> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&who.username)?.get(who.client_id.as_str()).cloned()
+    }
+
+    fn insert(&self, who: &ClientIdentity, acl: Arc<SessionAcl>) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if self.len.load(Ordering::Relaxed) >= MEMO_CAPACITY {
+            map.clear();
+            self.len.store(0, Ordering::Relaxed);
+        }
+        let previous = map
+            .entry(who.username.clone())
+            .or_default()
+            .insert(who.client_id.clone(), acl);
+        if previous.is_none() {
+            self.len.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl AclFile {
@@ -466,6 +550,7 @@ impl AclFile {
             anonymous,
             users,
             patterns: patterns.into(),
+            memo: SessionMemo::default(),
         })
     }
 
@@ -566,17 +651,12 @@ impl SessionAcl {
             Access::Subscribe => strip_share(topic),
             Access::Read | Access::Write => topic,
         };
-        let levels: Vec<&str> = topic.split('/').collect();
-        if let Some(decided) = self
-            .topics
-            .as_ref()
-            .and_then(|t| t.decide_levels(access, &levels))
-        {
+        if let Some(decided) = self.topics.as_ref().and_then(|t| t.decide(access, topic)) {
             return decided;
         }
         self.patterns
             .as_ref()
-            .and_then(|p| p.decide_levels(access, &levels))
+            .and_then(|p| p.decide(access, topic))
             .unwrap_or(false)
     }
 }
@@ -590,10 +670,63 @@ fn strip_share(filter: &str) -> &str {
 }
 
 impl Authorizer for AclFile {
-    /// Convenience path: resolves the client's patterns on every call. The broker should keep a
-    /// [`SessionAcl`] from [`AclFile::session`] instead.
+    /// Resolves the client's session once and remembers it (by user name and client id), so
+    /// later calls cost a map lookup more than [`SessionAcl::check`]. The broker can skip even
+    /// that by keeping the [`SessionAcl`] from [`AclFile::session`] in its session state.
     fn authorize(&self, who: &ClientIdentity, access: Access, topic: &str) -> bool {
-        self.session(who).check(access, topic)
+        if let Some(session) = self.memo.get(who) {
+            return session.check(access, topic);
+        }
+        let session = Arc::new(self.session(who));
+        let allowed = session.check(access, topic);
+        self.memo.insert(who, session);
+        allowed
+    }
+}
+
+/// A [`SessionAcl`] with a memo of its Read and Write decisions by topic name, for a session
+/// that publishes to and receives the same topics over and over. Bounded: when `capacity`
+/// topics are remembered, it starts over.
+#[derive(Debug, Clone)]
+pub struct AclCache {
+    acl: SessionAcl,
+    read: HashMap<Box<str>, bool>,
+    write: HashMap<Box<str>, bool>,
+    capacity: usize,
+}
+
+impl AclCache {
+    /// A memo over `acl` remembering up to `capacity` topics per access.
+    pub fn new(acl: SessionAcl, capacity: usize) -> Self {
+        Self {
+            acl,
+            read: HashMap::new(),
+            write: HashMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Same answer as [`SessionAcl::check`]; Subscribe is not remembered (it is rare).
+    pub fn check(&mut self, access: Access, topic: &str) -> bool {
+        let memo = match access {
+            Access::Read => &mut self.read,
+            Access::Write => &mut self.write,
+            Access::Subscribe => return self.acl.check(access, topic),
+        };
+        if let Some(allowed) = memo.get(topic) {
+            return *allowed;
+        }
+        let allowed = self.acl.check(access, topic);
+        if memo.len() >= self.capacity {
+            memo.clear();
+        }
+        memo.insert(topic.into(), allowed);
+        allowed
+    }
+
+    /// The session ACL behind the memo.
+    pub fn acl(&self) -> &SessionAcl {
+        &self.acl
     }
 }
 
@@ -946,12 +1079,38 @@ mod tests {
 
     #[test]
     fn authorizer_impl_matches_session() {
-        let f = acl("pattern read %c/#");
+        let f = acl("pattern read %c/#\nuser u\ntopic write u/#");
         let who = id("me", None);
-        assert!(f.authorize(&who, Access::Read, "me/x"));
-        assert!(!f.authorize(&who, Access::Read, "you/x"));
+        for _ in 0..2 {
+            assert!(f.authorize(&who, Access::Read, "me/x"));
+            assert!(!f.authorize(&who, Access::Read, "you/x"));
+        }
+        let u = id("me", Some("u"));
+        assert!(f.authorize(&u, Access::Write, "u/x"));
+        assert!(!f.authorize(&who, Access::Write, "u/x"));
+        assert!(f.authorize(&id("you", None), Access::Read, "you/x"));
         let s = f.session(&who);
         assert!(s.authorize(&who, Access::Read, "me/x"));
+    }
+
+    #[test]
+    fn cache_gives_the_same_answers_and_stays_bounded() {
+        let f = acl("user u\ntopic read a/#\ntopic deny a/no\ntopic write w");
+        let session = f.session(&id("c", Some("u")));
+        let mut cache = AclCache::new(session.clone(), 2);
+        for _ in 0..3 {
+            for topic in ["a/x", "a/no", "w", "other", "a/y"] {
+                for access in [Access::Read, Access::Write, Access::Subscribe] {
+                    assert_eq!(
+                        cache.check(access, topic),
+                        session.check(access, topic),
+                        "{access:?} {topic}"
+                    );
+                }
+            }
+        }
+        assert!(cache.read.len() <= 2 && cache.write.len() <= 2);
+        assert!(cache.acl().check(Access::Read, "a/x"));
     }
 
     #[test]

@@ -10,7 +10,7 @@
 pub mod acl_file;
 pub mod password_file;
 
-pub use acl_file::{AclFile, AclFileError, SessionAcl};
+pub use acl_file::{AclCache, AclFile, AclFileError, SessionAcl};
 pub use password_file::{LoginBackoff, PasswordFile, PasswordFileError, PasswordHash};
 
 /// Who a connecting or connected client is, as the checks see it.
