@@ -287,11 +287,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// The next packet, or `None` once the connection is closed (or fails).
     pub async fn recv(&mut self) -> Option<Packet> {
+        self.recv_for(T).await
+    }
+
+    /// Like [`Client::recv`], waiting up to `limit` for the broker.
+    pub async fn recv_for(&mut self, limit: Duration) -> Option<Packet> {
         loop {
             if let Some(p) = tern_codec::decode(&mut self.buf, self.version, 1 << 24).unwrap() {
                 return Some(p);
             }
-            let n = timeout(T, self.io.read_buf(&mut self.buf))
+            let n = timeout(limit, self.io.read_buf(&mut self.buf))
                 .await
                 .expect("broker answers or closes in time")
                 .ok()?;
