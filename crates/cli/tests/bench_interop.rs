@@ -42,23 +42,35 @@ fn require(program: &str) -> PathBuf {
     panic!("{program} is not installed: run scripts/install-peers.sh (this test fails, not skips)");
 }
 
-/// Starts Mosquitto on a free port with the benchmark settings (TCP_NODELAY, in-flight 100, no
-/// persistence); returns the guard, the port and the directory holding the configuration.
-fn start_mosquitto() -> (Guard, u16, PathBuf) {
-    let bin = require("mosquitto");
-    let port = free_port();
+/// A fresh directory for one broker's files.
+fn temp_dir(port: u16) -> PathBuf {
     let dir =
         std::env::temp_dir().join(format!("tern-bench-interop-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
+    dir
+}
+
+/// Starts Mosquitto on a free port with the benchmark settings (TCP_NODELAY, in-flight 100, no
+/// persistence); returns the guard, the port and the directory holding the configuration.
+fn start_mosquitto() -> (Guard, u16, PathBuf) {
+    let port = free_port();
+    let dir = temp_dir(port);
+    let guard = run_mosquitto(
+        &dir,
+        port,
+        &format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
              set_tcp_nodelay true\nmax_inflight_messages 100\n"
         ),
-    )
-    .unwrap();
+    );
+    (guard, port, dir)
+}
+
+/// Runs Mosquitto with `config` (written in `dir`) and waits for `port` to accept connections.
+fn run_mosquitto(dir: &Path, port: u16, config: &str) -> Guard {
+    let bin = require("mosquitto");
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(&conf, config).unwrap();
     let mut child = Command::new(bin)
         .arg("-c")
         .arg(&conf)
@@ -84,7 +96,80 @@ fn start_mosquitto() -> (Guard, u16, PathBuf) {
         );
         sleep(Duration::from_millis(20));
     }
-    (Guard(child), port, dir)
+    Guard(child)
+}
+
+/// A CA and a server certificate for localhost / 127.0.0.1, made with the openssl command.
+fn make_certificates(dir: &Path) {
+    let openssl = require("openssl");
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tern-bench-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    // Mosquitto started as root drops to its own user, which must be able to read the key.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
 }
 
 /// Runs `tern bench ARGS --json` and parses its report.
@@ -191,4 +276,65 @@ fn conn_and_shared_against_mosquitto_report_consistent_counts() {
     assert_eq!(u(&s, "/messages/delivered"), 1000);
     assert_eq!(u(&s, "/messages/lost"), 0);
     assert_eq!(u(&s, "/messages/duplicates"), 0);
+}
+
+#[test]
+#[ignore = "interop: needs mosquitto and openssl"]
+fn fanin_over_tls_and_websocket_against_mosquitto() {
+    let tls_port = free_port();
+    let ws_port = free_port();
+    let dir = temp_dir(tls_port);
+    make_certificates(&dir);
+    let d = dir.display();
+    let _broker = run_mosquitto(
+        &dir,
+        tls_port,
+        &format!(
+            "per_listener_settings false\nallow_anonymous true\npersistence false\n\
+             set_tcp_nodelay true\n\
+             listener {tls_port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\n\
+             keyfile {d}/server.key\n\
+             listener {ws_port} 127.0.0.1\nprotocol websockets\n"
+        ),
+    );
+    let ca = dir.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let tls = bench(&[
+        "fanin",
+        "-L",
+        &format!("mqtts://localhost:{tls_port}"),
+        "--cafile",
+        ca,
+        "-q",
+        "1",
+        "-P",
+        "2",
+        "-n",
+        "300",
+    ]);
+    for _ in 0..50 {
+        if TcpStream::connect(("127.0.0.1", ws_port)).is_ok() {
+            break;
+        }
+        sleep(Duration::from_millis(20));
+    }
+    let ws = bench(&[
+        "fanin",
+        "-L",
+        &format!("ws://127.0.0.1:{ws_port}/mqtt"),
+        "-q",
+        "1",
+        "-P",
+        "2",
+        "-n",
+        "300",
+    ]);
+    let _ = std::fs::remove_dir_all(&dir);
+    for r in [&tls, &ws] {
+        assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "{r}");
+        assert_eq!(u(r, "/messages/sent"), 600);
+        assert_eq!(u(r, "/messages/delivered"), 600);
+        assert_eq!(u(r, "/messages/lost"), 0);
+    }
+    assert!(tls["broker"].as_str().unwrap().starts_with("mqtts://"));
 }

@@ -6,6 +6,11 @@
 //! Reads and writes use readiness (`readable`/`try_read`, `writable`/`try_write`) from a single
 //! task, so a connection never blocks on a write while the peer waits for it to read.
 //!
+//! TLS and WebSocket (`mqtts://`, `wss://`, `ws://`) are opened by `tern-client`'s transport and
+//! bridged to the driver through a local socket pair by a small pump task ([`tunnel`]), so the
+//! driver itself only ever sees a plain socket; that costs one more copy per byte, which TLS
+//! dwarfs anyway.
+//!
 //! Also here: [`InFlight`], the packet identifiers of unacknowledged QoS 1/2 publications, and
 //! [`Template`], a PUBLISH encoded once by the codec and then copied with its packet identifier
 //! and payload stamp patched in, so that publishing costs a copy rather than an encode.
@@ -15,13 +20,15 @@ use anyhow::{Context, anyhow, bail};
 use bytes::{Bytes, BytesMut};
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+use tern_client::transport::Connection as Transport;
 use tern_codec::{
     ByteStr, Connect, ConnectProperties, Disconnect, Packet, ProtocolVersion, Publish, QoS,
     Subscribe, SubscriptionOptions,
 };
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 /// Largest packet accepted from the broker.
 pub const MAX_PACKET: usize = 4 * 1024 * 1024;
@@ -37,13 +44,127 @@ pub struct Endpoint {
     pub version: ProtocolVersion,
     /// Keep Alive sent in CONNECT, seconds.
     pub keep_alive: u16,
+    /// For TLS and WebSocket: how `tern-client` opens the transport; `None` for plain TCP.
+    pub tunnel: Option<Arc<tern_client::ConnectOptions>>,
+}
+
+/// The socket a connection reads and writes: TCP to the broker, or the local end of a
+/// [`tunnel`] for TLS and WebSocket.
+#[derive(Debug)]
+pub enum Socket {
+    /// Plain TCP to the broker.
+    Tcp(TcpStream),
+    /// Local end of a socket pair whose other end a pump task relays to the broker.
+    Tunnel(UnixStream),
+}
+
+impl Socket {
+    /// Waits until the socket may be readable.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.readable().await,
+            Socket::Tunnel(s) => s.readable().await,
+        }
+    }
+
+    /// Waits until the socket may be writable.
+    pub async fn writable(&self) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.writable().await,
+            Socket::Tunnel(s) => s.writable().await,
+        }
+    }
+
+    /// Reads what is there without waiting.
+    pub fn try_read_buf(&self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.try_read_buf(buf),
+            Socket::Tunnel(s) => s.try_read_buf(buf),
+        }
+    }
+
+    /// Writes what the socket takes without waiting.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.try_write(buf),
+            Socket::Tunnel(s) => s.try_write(buf),
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.write_all(buf).await,
+            Socket::Tunnel(s) => s.write_all(buf).await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.shutdown().await,
+            Socket::Tunnel(s) => s.shutdown().await,
+        }
+    }
+}
+
+/// Opens a TLS or WebSocket transport with `tern-client` and returns the local end of a socket
+/// pair relayed to it by a pump task, which ends when either side closes.
+pub async fn tunnel(options: &tern_client::ConnectOptions) -> anyhow::Result<UnixStream> {
+    let transport = Transport::open(options)
+        .await
+        .with_context(|| format!("opening {}:{}", options.host, options.port))?;
+    let (ours, theirs) = UnixStream::pair()?;
+    tokio::spawn(pump(transport, theirs));
+    Ok(ours)
+}
+
+enum PumpEvent {
+    FromBroker(tern_client::Result<usize>),
+    FromDriver(io::Result<()>),
+}
+
+/// Relays bytes between the transport and the local socket. Each direction's write completes
+/// before the next event; the driver never blocks on its end, so this cannot deadlock.
+async fn pump(mut transport: Transport, mut local: UnixStream) {
+    let mut from_broker = BytesMut::with_capacity(64 * 1024);
+    let mut to_broker = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let event = tokio::select! {
+            r = transport.read(&mut from_broker) => PumpEvent::FromBroker(r),
+            r = local.readable() => PumpEvent::FromDriver(r),
+        };
+        match event {
+            PumpEvent::FromBroker(Ok(n)) if n > 0 => {
+                if local.write_all(&from_broker).await.is_err() {
+                    break;
+                }
+                from_broker.clear();
+            }
+            PumpEvent::FromBroker(_) => break,
+            PumpEvent::FromDriver(Err(_)) => break,
+            PumpEvent::FromDriver(Ok(())) => {
+                to_broker.reserve(64 * 1024);
+                match local.try_read_buf(&mut to_broker) {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        if transport.write(&to_broker).await.is_err() {
+                            break;
+                        }
+                        to_broker.clear();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    transport.close().await;
 }
 
 /// One MQTT connection.
 #[derive(Debug)]
 pub struct Conn {
     /// The socket.
-    pub stream: TcpStream,
+    pub stream: Socket,
     /// Bytes read and not yet decoded.
     pub rbuf: BytesMut,
     /// Bytes encoded and not yet written.
@@ -57,10 +178,16 @@ pub struct Conn {
 impl Conn {
     /// Connects, sends CONNECT (clean start) and waits for a successful CONNACK.
     pub async fn open(ep: &Endpoint, client_id: &str) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(ep.addr)
-            .await
-            .with_context(|| format!("connecting to {}", ep.addr))?;
-        stream.set_nodelay(true)?;
+        let stream = match &ep.tunnel {
+            None => {
+                let tcp = TcpStream::connect(ep.addr)
+                    .await
+                    .with_context(|| format!("connecting to {}", ep.addr))?;
+                tcp.set_nodelay(true)?;
+                Socket::Tcp(tcp)
+            }
+            Some(options) => Socket::Tunnel(tunnel(options).await?),
+        };
         let mut conn = Conn {
             stream,
             rbuf: BytesMut::with_capacity(256),

@@ -9,7 +9,8 @@
 //! so the receiving side checks loss, duplicates and order and measures end-to-end latency
 //! ([`stats`]).
 //!
-//! Not for: conformance testing (the interop suite does that) or TLS (not yet supported).
+//! Not for: conformance testing (the interop suite does that). TLS and WebSocket go through
+//! `tern-client`'s transport only (see [`driver::tunnel`]), never through its MQTT engine.
 //! Every run is bounded: a duration or a count, bounded drain phases, and a hard wall-clock cap.
 
 mod conn;
@@ -102,9 +103,22 @@ pub struct NetArgs {
     /// Broker port.
     #[arg(short = 'p', long, default_value_t = 1883)]
     pub port: u16,
-    /// Broker URL, `mqtt://HOST:PORT` (overrides -h and -p). TLS (`mqtts://`) is not supported yet.
+    /// Broker URL (overrides -h and -p): `mqtt://HOST:PORT`, or `mqtts://` (TLS), `ws://`,
+    /// `wss://` (WebSocket, path `/mqtt` unless given).
     #[arg(short = 'L', long)]
     pub url: Option<String>,
+    /// TLS: PEM file of the CA certificates to trust (default: the system's).
+    #[arg(long)]
+    pub cafile: Option<std::path::PathBuf>,
+    /// TLS: PEM client certificate, for mutual TLS (with --key).
+    #[arg(long)]
+    pub cert: Option<std::path::PathBuf>,
+    /// TLS: PEM private key of --cert.
+    #[arg(long)]
+    pub key: Option<std::path::PathBuf>,
+    /// TLS: accept any server certificate (tests only: no protection at all).
+    #[arg(long)]
+    pub insecure: bool,
     /// MQTT version: 31 (3.1), 311 (3.1.1) or 5.
     #[arg(short = 'V', long = "mqtt-version", default_value = "311", value_parser = parse_version)]
     pub version: ProtocolVersion,
@@ -245,16 +259,24 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-/// Splits a broker URL into `host:port`; only plain TCP schemes are accepted.
+/// True for the URL schemes opened by `tern-client`'s transport (TLS, WebSocket).
+fn is_tunnelled(url: &str) -> bool {
+    matches!(
+        url.split_once("://").map(|(scheme, _)| scheme),
+        Some("mqtts" | "ssl" | "ws" | "wss")
+    )
+}
+
+/// Splits a plain TCP broker URL into `host:port`.
 fn parse_url(url: &str) -> anyhow::Result<String> {
     let rest = match url.split_once("://") {
         Some(("mqtt" | "tcp", rest)) => rest,
-        Some((scheme @ ("mqtts" | "ssl" | "tls" | "ws" | "wss"), _)) => {
-            bail!("{scheme}:// is not supported by tern bench yet: use mqtt://HOST:PORT")
+        Some((scheme @ ("mqtts" | "ssl" | "ws" | "wss"), _)) => {
+            bail!("{scheme}:// goes through tern-client's transport, not parse_url")
         }
-        Some((scheme, _)) => {
-            bail!("unknown URL scheme {scheme:?} in {url:?}: use mqtt://HOST:PORT")
-        }
+        Some((scheme, _)) => bail!(
+            "unknown URL scheme {scheme:?} in {url:?}: use mqtt://, mqtts://, ws:// or wss://"
+        ),
         None => url,
     };
     let authority = rest.split('/').next().unwrap_or("");
@@ -282,12 +304,33 @@ fn parse_url(url: &str) -> anyhow::Result<String> {
 impl NetArgs {
     /// Resolves the broker address; `keep_alive` is sent in CONNECT.
     async fn resolve(&self, keep_alive: u16) -> anyhow::Result<NetOpts> {
-        let target = match &self.url {
-            Some(url) => parse_url(url)?,
-            None if self.host.contains(':') && !self.host.starts_with('[') => {
+        let tunnel = match &self.url {
+            Some(url) if is_tunnelled(url) => {
+                let mut options = tern_client::ConnectOptions::from_url(url)
+                    .with_context(|| format!("broker URL {url:?}"))?;
+                options.tls.ca_file = self.cafile.clone();
+                options.tls.client_cert = self.cert.clone();
+                options.tls.client_key = self.key.clone();
+                options.tls.insecure = self.insecure;
+                if options.transport.is_tls() {
+                    // Fail now, once, rather than at every connection.
+                    tern_client::transport::tls_config(&options.tls)
+                        .context("TLS settings (--cafile, --cert, --key)")?;
+                }
+                Some(std::sync::Arc::new(options))
+            }
+            _ => None,
+        };
+        let target = match (&self.url, &tunnel) {
+            (_, Some(options)) if options.host.contains(':') => {
+                format!("[{}]:{}", options.host, options.port)
+            }
+            (_, Some(options)) => format!("{}:{}", options.host, options.port),
+            (Some(url), None) => parse_url(url)?,
+            (None, None) if self.host.contains(':') && !self.host.starts_with('[') => {
                 format!("[{}]:{}", self.host, self.port)
             }
-            None => format!("{}:{}", self.host, self.port),
+            (None, None) => format!("{}:{}", self.host, self.port),
         };
         let addr = tokio::net::lookup_host(&target)
             .await
@@ -299,8 +342,12 @@ impl NetArgs {
                 addr,
                 version: self.version,
                 keep_alive,
+                tunnel: tunnel.clone(),
             },
-            url: format!("mqtt://{target}"),
+            url: match (&tunnel, &self.url) {
+                (Some(_), Some(url)) => url.clone(),
+                _ => format!("mqtt://{target}"),
+            },
             connect_rate: self.connect_rate.0,
             connect_concurrency: self.connect_concurrency.max(1),
             progress: !self.json && std::io::stderr().is_terminal(),
@@ -450,8 +497,10 @@ mod tests {
         assert_eq!(parse_url("mqtt://[::1]:1885/x").unwrap(), "[::1]:1885");
         assert_eq!(parse_url("mqtt://[::1]").unwrap(), "[::1]:1883");
         assert_eq!(parse_url("broker:99").unwrap(), "broker:99");
-        assert!(parse_url("mqtts://broker:8883").is_err());
         assert!(parse_url("http://broker").is_err());
+        assert!(is_tunnelled("mqtts://broker:8883"));
+        assert!(is_tunnelled("wss://broker/mqtt"));
+        assert!(!is_tunnelled("mqtt://broker"));
     }
 
     #[test]
