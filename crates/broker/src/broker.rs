@@ -13,7 +13,7 @@ use crate::config::{Config, ListenerConfig};
 use crate::message::{Delivery, Message};
 use crate::protocol::{ProtocolConfig, Will};
 use crate::router::{RouteEntry, Router, TrieRouter};
-use crate::session::{EXPIRY_NEVER, QueueOutcome, SessionState};
+use crate::session::{QueueOutcome, SessionState};
 use crate::store::memory::{MemoryRetainedStore, MemorySessionStore};
 use crate::store::{Durable, RetainedStore, SessionStore};
 use std::collections::{HashMap, VecDeque};
@@ -281,11 +281,7 @@ impl Shared {
         will: Will,
         session_expiry: u32,
     ) {
-        let delay = match session_expiry {
-            0 => 0,
-            EXPIRY_NEVER => will.delay_interval,
-            e => will.delay_interval.min(e),
-        };
+        let delay = will.effective_delay(session_expiry);
         if delay == 0 {
             self.publish_will(&client_id, will);
             return;

@@ -80,6 +80,14 @@ pub struct Will {
     pub message_expiry_interval: Option<u32>,
 }
 
+impl Will {
+    /// Seconds to wait before publishing: the earlier of the Will Delay Interval and the end of
+    /// the session (expiry 0: at once) [MQTT-3.1.3-9].
+    pub fn effective_delay(&self, session_expiry_interval: u32) -> u32 {
+        self.delay_interval.min(session_expiry_interval)
+    }
+}
+
 /// What CONNECT asked for, handed to the broker to authenticate and find the session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectRequest {
@@ -474,6 +482,12 @@ impl Connection {
     }
 
     fn finish(&mut self, will: Option<Will>, reason: ReasonCode) {
+        // The will is published with the client's own rights: a topic it may not write to is
+        // dropped, as a PUBLISH would be.
+        let will = will.filter(|w| {
+            self.authz
+                .authorize(&self.identity, crate::auth::Access::Write, &w.message.topic)
+        });
         self.phase = Phase::Closed;
         self.deadline = None;
         self.early.clear();

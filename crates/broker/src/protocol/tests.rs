@@ -1092,3 +1092,49 @@ fn pending_deliveries_go_back_to_session_queue_in_order() {
     let topics: Vec<&str> = s.queue.iter().map(|d| d.message.topic.as_str()).collect();
     assert_eq!(topics, ["2", "3"]);
 }
+
+#[test]
+fn will_goes_out_at_earlier_of_delay_and_session_end_mqtt_3_1_3_9() {
+    let w = Will {
+        message: Message::new("w", "x", QoS::AtMostOnce, false),
+        delay_interval: 30,
+        message_expiry_interval: None,
+    };
+    assert_eq!(
+        w.effective_delay(0),
+        0,
+        "session ends at once: will at once"
+    );
+    assert_eq!(w.effective_delay(10), 10, "session ends first");
+    assert_eq!(w.effective_delay(60), 30, "delay ends first");
+    assert_eq!(w.effective_delay(EXPIRY_NEVER), 30);
+}
+
+#[test]
+fn will_to_a_topic_the_client_may_not_write_is_dropped() {
+    let now = Instant::now();
+    let mut c = Connection::new(cfg(), Arc::new(DenyWrite), now);
+    let mut p = connect_packet(ProtocolVersion::V311, "c", true);
+    p.will = Some(LastWill {
+        topic: "w".into(),
+        payload: Bytes::from_static(b"x"),
+        qos: QoS::AtMostOnce,
+        retain: false,
+        properties: Default::default(),
+    });
+    c.handle_packet(Packet::Connect(p), now);
+    actions(&mut c);
+    c.accept(
+        Accepted {
+            session: SessionState::new("c".into(), 0),
+            session_present: false,
+            assigned_client_id: None,
+        },
+        now,
+    );
+    c.handle_connection_lost();
+    assert!(matches!(
+        &actions(&mut c)[..],
+        [Action::Closed { will: None, .. }]
+    ));
+}
