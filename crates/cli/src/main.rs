@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod broker;
 mod bench;
 mod client_opts;
+mod passwd;
 mod pub_cmd;
 mod rr_cmd;
 mod sub_cmd;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Run the MQTT broker (listens on 127.0.0.1:1883 unless configured otherwise).
     Broker(broker::BrokerArgs),
+    /// Manage a password file in Mosquitto's format (mosquitto_passwd's flags).
+    Passwd(passwd::PasswdArgs),
     /// Load-test an MQTT broker: throughput, latency, loss and connection cost.
     Bench(bench::BenchArgs),
     /// Publish MQTT messages (mosquitto_pub's flags; -h is the host, see `tern pub --help`).
@@ -51,6 +54,7 @@ fn main() -> std::process::ExitCode {
         }
         Some(command) => match command {
             Command::Broker(args) => broker::run(args),
+            Command::Passwd(args) => passwd::run(args),
             Command::Bench(args) => bench::run(args),
             Command::Pub(args) => pub_cmd::run(args),
             Command::Sub(args) => sub_cmd::run(args),
