@@ -17,7 +17,7 @@ use crate::session::{QueueOutcome, SessionState};
 use crate::store::memory::{MemoryRetainedStore, MemorySessionStore};
 use crate::store::{Durable, RetainedStore, SessionStore};
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -161,7 +161,7 @@ pub(crate) struct Shared {
     pub(crate) transports: Arc<crate::transport::Transports>,
     hooks: Vec<Arc<dyn PublishHook>>,
     online: Vec<Shard>,
-    hasher: RandomState,
+    hasher: crate::router::FastState,
     pending_wills: Mutex<HashMap<Arc<str>, (u64, CancellationToken)>>,
     pub(crate) stats: Stats,
     next_id: AtomicU64,
@@ -418,7 +418,7 @@ impl Broker {
             transports: Arc::new(crate::transport::Transports::new(&self.config)),
             hooks: self.hooks,
             online: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            hasher: crate::router::FastState::default(),
             pending_wills: Mutex::new(HashMap::new()),
             stats: Stats::default(),
             next_id: AtomicU64::new(1),
