@@ -1138,3 +1138,130 @@ fn will_to_a_topic_the_client_may_not_write_is_dropped() {
         [Action::Closed { will: None, .. }]
     ));
 }
+
+#[test]
+fn request_response_information_answered_with_response_information() {
+    let mut p = connect_packet(ProtocolVersion::V5, "rr", true);
+    p.properties.request_response_information = Some(true);
+    let (mut c, now) = new_conn();
+    c.handle_packet(Packet::Connect(p), now);
+    actions(&mut c);
+    c.accept(
+        Accepted {
+            session: SessionState::new("rr".into(), 0),
+            session_present: false,
+            assigned_client_id: None,
+        },
+        now,
+    );
+    let Packet::ConnAck(a) = &drain(&mut c)[0] else {
+        panic!()
+    };
+    assert_eq!(
+        a.properties.response_information.as_deref(),
+        Some("response/rr")
+    );
+}
+
+#[test]
+fn no_reason_string_on_acks_when_problem_information_refused_mqtt_3_1_2_29() {
+    let now = Instant::now();
+    let mut c = Connection::new(cfg(), Arc::new(DenyWrite), now);
+    let mut p = connect_packet(ProtocolVersion::V5, "c", true);
+    p.properties.request_problem_information = Some(false);
+    c.handle_packet(Packet::Connect(p), now);
+    actions(&mut c);
+    c.accept(
+        Accepted {
+            session: SessionState::new("c".into(), 0),
+            session_present: false,
+            assigned_client_id: None,
+        },
+        now,
+    );
+    drain(&mut c);
+    c.handle_packet(Packet::Publish(publish("t", QoS::AtLeastOnce, 1)), now);
+    assert!(
+        matches!(&drain(&mut c)[..], [Packet::PubAck(a)] if a.reason_code == ReasonCode::NOT_AUTHORIZED && a.properties.reason_string.is_none())
+    );
+}
+
+#[test]
+fn refused_qos2_publish_gets_error_pubrec_and_holds_no_id_v5() {
+    let now = Instant::now();
+    let mut c = Connection::new(cfg(), Arc::new(DenyWrite), now);
+    c.handle_packet(
+        Packet::Connect(connect_packet(ProtocolVersion::V5, "c", true)),
+        now,
+    );
+    actions(&mut c);
+    c.accept(
+        Accepted {
+            session: SessionState::new("c".into(), 0),
+            session_present: false,
+            assigned_client_id: None,
+        },
+        now,
+    );
+    drain(&mut c);
+    c.handle_packet(Packet::Publish(publish("t", QoS::ExactlyOnce, 8)), now);
+    assert!(
+        matches!(&drain(&mut c)[..], [Packet::PubRec(r)] if r.reason_code == ReasonCode::NOT_AUTHORIZED)
+    );
+    assert!(c.session().unwrap().incoming_qos2.is_empty());
+}
+
+#[test]
+fn error_pubrec_from_client_ends_outbound_qos2_flow_v5() {
+    let (mut c, now) = connected(ProtocolVersion::V5);
+    c.deliver(delivery("t", QoS::ExactlyOnce), now);
+    let Packet::Publish(p) = &drain(&mut c)[0] else {
+        panic!()
+    };
+    c.handle_packet(
+        Packet::PubRec(PubRec {
+            packet_id: p.packet_id,
+            reason_code: ReasonCode::QUOTA_EXCEEDED,
+            properties: Default::default(),
+        }),
+        now,
+    );
+    assert!(drain(&mut c).is_empty(), "no PUBREL after an error PUBREC");
+    assert!(c.session().unwrap().outgoing.is_empty());
+}
+
+#[test]
+fn duplicate_pubrec_gets_pubrel_again() {
+    let (mut c, now) = connected(ProtocolVersion::V311);
+    c.deliver(delivery("t", QoS::ExactlyOnce), now);
+    let Packet::Publish(p) = &drain(&mut c)[0] else {
+        panic!()
+    };
+    let id = p.packet_id;
+    c.handle_packet(Packet::PubRec(PubRec::new(id)), now);
+    c.handle_packet(Packet::PubRec(PubRec::new(id)), now);
+    assert!(matches!(
+        &drain(&mut c)[..],
+        [Packet::PubRel(_), Packet::PubRel(_)]
+    ));
+}
+
+#[test]
+fn subscription_identifier_zero_is_protocol_error() {
+    let (mut c, now) = connected(ProtocolVersion::V5);
+    c.handle_packet(subscribe(&[("a", QoS::AtMostOnce)], Some(0)), now);
+    assert_eq!(
+        closed_reason(&actions(&mut c)),
+        Some(ReasonCode::PROTOCOL_ERROR)
+    );
+}
+
+#[test]
+fn unsupported_protocol_version_before_connect_gets_v3_connack_0x01_mqtt_3_1_2_2() {
+    let (mut c, _) = new_conn();
+    c.handle_decode_error(ReasonCode::UNSUPPORTED_PROTOCOL_VERSION);
+    assert!(
+        matches!(&drain(&mut c)[..], [Packet::ConnAck(a)] if a.reason_code == ReasonCode::V3_UNACCEPTABLE_PROTOCOL_VERSION)
+    );
+    assert!(c.is_closed());
+}
