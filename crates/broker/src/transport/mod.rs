@@ -339,3 +339,43 @@ pub(crate) fn topic_within_limits(topic: &str, limits: &TopicLimits) -> bool {
     }
     limits.max_levels == 0 || topic.split('/').count() <= limits.max_levels
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_limits_count_bytes_and_levels() {
+        let l = TopicLimits {
+            max_length: 5,
+            max_levels: 2,
+            max_publish_rate: 0,
+        };
+        assert!(topic_within_limits("a/b", &l));
+        assert!(!topic_within_limits("a/b/c", &l), "three levels");
+        assert!(!topic_within_limits("abcdef", &l), "six bytes");
+        assert!(!topic_within_limits("é/éé", &l), "bytes, not characters");
+        let unlimited = TopicLimits {
+            max_length: 65535,
+            max_levels: 0,
+            max_publish_rate: 0,
+        };
+        assert!(topic_within_limits(&"a/".repeat(1000), &unlimited));
+    }
+
+    #[test]
+    fn connection_limit_refuses_then_frees_and_logs_once_per_burst() {
+        let l = ConnLimit::new(1);
+        assert!(l.try_acquire());
+        assert!(!l.try_acquire());
+        assert!(l.should_log());
+        assert!(!l.try_acquire());
+        assert!(!l.should_log(), "same burst");
+        l.release();
+        assert!(l.try_acquire(), "a slot freed up");
+        assert!(!l.try_acquire());
+        assert!(l.should_log(), "a new burst after an admission");
+        let none = ConnLimit::new(0);
+        assert!((0..1000).all(|_| none.try_acquire()));
+    }
+}

@@ -209,3 +209,54 @@ pub fn peer_identity<S>(stream: &TlsStream<S>) -> Option<String> {
         .first()
         .and_then(certificate_identity)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DnType, KeyPair};
+
+    fn cert(cn: Option<&str>, sans: &[&str]) -> CertificateDer<'static> {
+        let key = KeyPair::generate().unwrap();
+        let mut p =
+            CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(cn) = cn {
+            p.distinguished_name.push(DnType::CommonName, cn);
+        }
+        p.self_signed(&key).unwrap().der().clone()
+    }
+
+    #[test]
+    fn identity_is_the_cn_first_then_the_first_san() {
+        assert_eq!(
+            certificate_identity(&cert(Some("alice"), &["dev.example"])).as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            certificate_identity(&cert(None, &["dev.example", "other.example"])).as_deref(),
+            Some("dev.example")
+        );
+        assert_eq!(certificate_identity(&cert(None, &[])), None);
+    }
+
+    #[test]
+    fn garbage_certificate_has_no_identity() {
+        assert_eq!(
+            certificate_identity(&CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01])),
+            None
+        );
+    }
+
+    #[test]
+    fn errors_name_the_option_and_the_file() {
+        let tls = TlsConfig {
+            cert: PathBuf::from("/nonexistent/server.pem"),
+            key: PathBuf::from("/nonexistent/server.key"),
+            client_ca: None,
+            require_client_cert: false,
+            use_identity_as_username: false,
+        };
+        let e = server_config(&tls).unwrap_err().to_string();
+        assert!(e.starts_with("cert /nonexistent/server.pem:"), "{e}");
+    }
+}

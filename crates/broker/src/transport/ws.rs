@@ -179,3 +179,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(protocols: &[&str]) -> Request {
+        let mut b = Request::builder().uri("/mqtt");
+        for p in protocols {
+            b = b.header("Sec-WebSocket-Protocol", *p);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn mqtt_subprotocol_is_chosen_from_any_offer() {
+        assert_eq!(choose_subprotocol(&req(&["mqtt"])), Some("mqtt"));
+        assert_eq!(choose_subprotocol(&req(&["chat, MQTT"])), Some("mqtt"));
+        assert_eq!(choose_subprotocol(&req(&["chat", "mqtt"])), Some("mqtt"));
+        assert_eq!(choose_subprotocol(&req(&["mqttv3.1"])), Some("mqttv3.1"));
+        assert_eq!(choose_subprotocol(&req(&["mqttv3.1, mqtt"])), Some("mqtt"));
+        assert_eq!(choose_subprotocol(&req(&[])), None);
+        assert_eq!(choose_subprotocol(&req(&["mqtt5"])), None);
+    }
+}
