@@ -8,6 +8,7 @@
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use clap::Parser;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -298,9 +299,9 @@ impl ClientOpts {
 
         options.protocol = protocol;
         options.keep_alive = Duration::from_secs(u64::from(self.keepalive));
-        if self.keepalive != 0 && self.keepalive < 5 {
+        if self.keepalive < 5 {
             bail!(
-                "invalid keepalive {}: must be 0 or at least 5 seconds",
+                "invalid keepalive {}: it must be between 5 and 65535 inclusive",
                 self.keepalive
             );
         }
@@ -495,13 +496,119 @@ fn set_property(
     Ok(())
 }
 
-/// Installs a tracing subscriber on stderr when `-d` is given.
-pub fn init_debug(debug: bool) {
-    if debug {
+/// Installs a tracing subscriber on stderr for `TERN_LOG` (e.g. `TERN_LOG=tern_client=trace`).
+pub fn init_debug(_debug: bool) {
+    if let Ok(filter) = std::env::var("TERN_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
-            .with_env_filter(tracing_subscriber::EnvFilter::new("tern_client=trace"))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .try_init();
+    }
+}
+
+/// `-d`: a line on stdout for every packet, worded as libmosquitto's debug log, so that
+/// `tern sub -d` reads like `mosquitto_sub -d`. With `subscriber`, SUBACK also prints
+/// mosquitto_sub's `Subscribed (mid: N): granted, ...` line.
+pub fn debug_log(client_id: &str, subscriber: bool) -> tern_client::PacketLog {
+    let id = if client_id.is_empty() {
+        "(null)".to_owned()
+    } else {
+        client_id.to_owned()
+    };
+    tern_client::PacketLog::new(move |direction, packet| {
+        let lines = debug_lines(&id, direction, packet, subscriber);
+        let mut out = std::io::stdout().lock();
+        for line in lines {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+    })
+}
+
+fn debug_lines(
+    id: &str,
+    direction: tern_client::Direction,
+    packet: &tern_codec::Packet,
+    subscriber: bool,
+) -> Vec<String> {
+    use tern_codec::Packet;
+    let sent = direction == tern_client::Direction::Sent;
+    let verb = if sent { "sending" } else { "received" };
+    let line = |rest: String| format!("Client {id} {verb} {rest}");
+    match packet {
+        Packet::Connect(_) => vec![line("CONNECT".into())],
+        Packet::ConnAck(c) => vec![line(format!("CONNACK ({})", c.reason_code.0))],
+        Packet::Publish(p) => vec![line(format!(
+            "PUBLISH (d{}, q{}, r{}, m{}, '{}', ... ({} bytes))",
+            u8::from(p.dup),
+            p.qos as u8,
+            u8::from(p.retain),
+            p.packet_id,
+            p.topic,
+            p.payload.len()
+        ))],
+        Packet::PubAck(a) if sent => {
+            vec![line(format!(
+                "PUBACK (m{}, rc{})",
+                a.packet_id, a.reason_code.0
+            ))]
+        }
+        Packet::PubAck(a) => vec![line(format!(
+            "PUBACK (Mid: {}, RC:{})",
+            a.packet_id, a.reason_code.0
+        ))],
+        Packet::PubRec(r) if sent => {
+            vec![line(format!(
+                "PUBREC (m{}, rc{})",
+                r.packet_id, r.reason_code.0
+            ))]
+        }
+        Packet::PubRec(r) => vec![line(format!("PUBREC (Mid: {})", r.packet_id))],
+        Packet::PubRel(r) if sent => vec![line(format!("PUBREL (m{})", r.packet_id))],
+        Packet::PubRel(r) => vec![line(format!("PUBREL (Mid: {})", r.packet_id))],
+        Packet::PubComp(c) if sent => vec![line(format!("PUBCOMP (m{})", c.packet_id))],
+        Packet::PubComp(c) => vec![line(format!(
+            "PUBCOMP (Mid: {}, RC:{})",
+            c.packet_id, c.reason_code.0
+        ))],
+        Packet::Subscribe(s) => s
+            .filters
+            .iter()
+            .map(|(topic, o)| {
+                let options = (u8::from(o.no_local) << 2)
+                    | (u8::from(o.retain_as_published) << 3)
+                    | ((o.retain_handling as u8) << 4);
+                line(format!(
+                    "SUBSCRIBE (Mid: {}, Topic: {topic}, QoS: {}, Options: 0x{options:02x})",
+                    s.packet_id, o.qos as u8
+                ))
+            })
+            .collect(),
+        Packet::SubAck(a) => {
+            let mut v = vec![line("SUBACK".into())];
+            if subscriber {
+                let granted: Vec<String> = a.reason_codes.iter().map(|c| c.0.to_string()).collect();
+                v.push(format!(
+                    "Subscribed (mid: {}): {}",
+                    a.packet_id,
+                    granted.join(", ")
+                ));
+            }
+            v
+        }
+        Packet::Unsubscribe(u) => u
+            .filters
+            .iter()
+            .map(|t| line(format!("UNSUBSCRIBE (Mid: {}, Topic: {t})", u.packet_id)))
+            .collect(),
+        Packet::UnsubAck(_) => vec![line("UNSUBACK".into())],
+        Packet::PingReq => vec![line("PINGREQ".into())],
+        Packet::PingResp => vec![line("PINGRESP".into())],
+        Packet::Disconnect(d) if !sent => {
+            vec![line(format!("DISCONNECT ({})", d.reason_code.0))]
+        }
+        Packet::Disconnect(_) => vec![line("DISCONNECT".into())],
+        Packet::Auth(_) => vec![line("AUTH".into())],
     }
 }
 

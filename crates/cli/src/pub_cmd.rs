@@ -155,6 +155,9 @@ async fn publish(cli: PubCli) -> anyhow::Result<()> {
         ..Default::default()
     };
     let mut options = connection.options.clone();
+    if cli.common.debug {
+        options.packet_log = Some(client_opts::debug_log(&options.client_id, false));
+    }
     // mosquitto_pub does not retry a lost connection: neither do we, so that the exit status
     // tells the truth about every message.
     options.reconnect.enabled = false;

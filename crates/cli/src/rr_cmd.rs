@@ -154,7 +154,10 @@ async fn request(mut cli: RrCli) -> anyhow::Result<ExitCode> {
         Style::Plain
     };
     let qos = cli.qos.unwrap_or_default();
-    let options = connection.options.clone();
+    let mut options = connection.options.clone();
+    if cli.common.debug {
+        options.packet_log = Some(client_opts::debug_log(&options.client_id, false));
+    }
     let (client, mut messages) = Client::connect(options.clone())
         .await
         .map_err(|e| client_opts::connect_error(e, &options))?;

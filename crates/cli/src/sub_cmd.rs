@@ -207,7 +207,10 @@ async fn subscribe(cli: SubCli) -> anyhow::Result<ExitCode> {
         Style::Plain
     };
     let qos = cli.qos.unwrap_or_default();
-    let options = connection.options.clone();
+    let mut options = connection.options.clone();
+    if cli.common.debug {
+        options.packet_log = Some(client_opts::debug_log(&options.client_id, true));
+    }
     let (client, mut messages) = Client::connect(options.clone())
         .await
         .map_err(|e| client_opts::connect_error(e, &options))?;
@@ -229,10 +232,6 @@ async fn subscribe(cli: SubCli) -> anyhow::Result<ExitCode> {
         .subscribe_many(filters, properties)
         .await
         .map_err(|e| anyhow!("subscribe failed: {e}"))?;
-    if cli.common.debug {
-        let granted: Vec<String> = codes.iter().map(|c| c.0.to_string()).collect();
-        eprintln!("Subscribed: {}", granted.join(", "));
-    }
     for (topic, code) in topics.iter().zip(&codes) {
         if code.is_error() && !cli.common.quiet {
             eprintln!("Warning: subscription to {topic} denied: {code}");

@@ -8,7 +8,7 @@
 //! task; requests still waiting then fail with [`Error::ConnectionLost`].
 
 use crate::error::{Error, Result};
-use crate::options::ConnectOptions;
+use crate::options::{ConnectOptions, Direction};
 use crate::protocol::{Output, Protocol, PublishOutcome, Token};
 use crate::transport::Connection;
 use bytes::{Bytes, BytesMut};
@@ -192,6 +192,7 @@ impl EventLoop {
         let mut connection = Connection::open(&self.options).await?;
         let version = self.protocol.version();
         let connect = self.protocol.connect_packet(reconnecting);
+        self.log(Direction::Sent, &connect);
         self.write_buf.clear();
         tern_codec::encode(&connect, version, &mut self.write_buf)
             .map_err(|e| Error::Protocol(format!("cannot encode CONNECT: {e}")))?;
@@ -201,6 +202,7 @@ impl EventLoop {
         loop {
             match tern_codec::decode(&mut self.read_buf, version, self.max_incoming) {
                 Ok(Some(Packet::ConnAck(connack))) => {
+                    self.log(Direction::Received, &Packet::ConnAck(connack.clone()));
                     self.protocol.handle_connack(&connack, Instant::now())?;
                     return Ok((connection, connack));
                 }
@@ -284,6 +286,7 @@ impl EventLoop {
         expiry: Option<u32>,
     ) {
         let packet = self.protocol.disconnect_packet(code, expiry);
+        self.log(Direction::Sent, &packet);
         self.write_buf.clear();
         if tern_codec::encode(&packet, self.protocol.version(), &mut self.write_buf).is_ok() {
             let _ = connection.write(&self.write_buf).await;
@@ -302,6 +305,7 @@ impl EventLoop {
                 return Ok(());
             };
             tracing::trace!(packet = packet.name(), "received");
+            self.log(Direction::Received, &packet);
             self.protocol.handle_packet(packet, Instant::now())?;
         }
     }
@@ -312,6 +316,7 @@ impl EventLoop {
         self.write_buf.clear();
         while let Some(packet) = self.protocol.poll_transmit(Instant::now()) {
             tracing::trace!(packet = packet.name(), "sending");
+            self.log(Direction::Sent, &packet);
             tern_codec::encode(&packet, version, &mut self.write_buf)
                 .map_err(|e| Error::Protocol(format!("cannot encode {}: {e}", packet.name())))?;
         }
@@ -342,6 +347,12 @@ impl EventLoop {
                     }
                 },
             }
+        }
+    }
+
+    fn log(&self, direction: Direction, packet: &Packet) {
+        if let Some(log) = &self.options.packet_log {
+            log.log(direction, packet);
         }
     }
 

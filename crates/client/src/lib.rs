@@ -41,7 +41,9 @@ pub mod transport;
 pub use client::{Client, Message, Messages, request_properties};
 pub use error::{Error, Result};
 pub use event_loop::ConnectionState;
-pub use options::{BrokerUrl, ConnectOptions, ReconnectOptions, TlsOptions, Transport};
+pub use options::{
+    BrokerUrl, ConnectOptions, Direction, PacketLog, ReconnectOptions, TlsOptions, Transport,
+};
 pub use protocol::PublishOutcome;
 pub use tern_codec::{
     ByteStr, ConnAck, ConnectProperties, LastWill, ProtocolVersion, Publish, PublishProperties,

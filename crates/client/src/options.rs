@@ -7,8 +7,9 @@
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use tern_codec::{ConnectProperties, LastWill, ProtocolVersion};
+use tern_codec::{ConnectProperties, LastWill, Packet, ProtocolVersion};
 
 /// The byte stream MQTT runs over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -142,8 +143,41 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Use v5 topic aliases for outgoing PUBLISH, up to the server's Topic Alias Maximum.
     pub use_topic_aliases: bool,
-    /// Capacity of the incoming message channel; when full, the client stops reading.
-    pub incoming_capacity: usize,
+    /// Told about every packet sent and received (for debugging, like `mosquitto_sub -d`).
+    pub packet_log: Option<PacketLog>,
+}
+
+/// Which way a logged packet went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Written to the server.
+    Sent,
+    /// Read from the server.
+    Received,
+}
+
+/// A callback for every packet the client sends or receives; see [`ConnectOptions::packet_log`].
+#[derive(Clone)]
+pub struct PacketLog(Arc<LogFn>);
+
+/// The callback type of [`PacketLog`].
+pub type LogFn = dyn Fn(Direction, &Packet) + Send + Sync;
+
+impl PacketLog {
+    /// Wraps a callback.
+    pub fn new(f: impl Fn(Direction, &Packet) + Send + Sync + 'static) -> PacketLog {
+        PacketLog(Arc::new(f))
+    }
+
+    pub(crate) fn log(&self, direction: Direction, packet: &Packet) {
+        (self.0)(direction, packet)
+    }
+}
+
+impl std::fmt::Debug for PacketLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PacketLog(..)")
+    }
 }
 
 impl ConnectOptions {
@@ -169,7 +203,7 @@ impl ConnectOptions {
             offline_queue_capacity: 1000,
             connect_timeout: Duration::from_secs(30),
             use_topic_aliases: false,
-            incoming_capacity: 1024,
+            packet_log: None,
         }
     }
 
