@@ -279,7 +279,7 @@ impl Progress {
     pub fn new(counters: Arc<Counters>, visible: bool) -> Progress {
         let bar = if visible {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}") {
+            if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>3} {wide_msg}") {
                 bar.set_style(style);
             }
             bar
@@ -310,7 +310,7 @@ impl Progress {
         let recv_rate = rate(received.saturating_sub(self.last.2), secs) as u64;
         self.last = (now, sent, received);
         self.bar.set_message(format!(
-            "{phase}: {} conns | sent {} msg/s ({}) | received {} msg/s ({})",
+            "{phase} | {} conn | sent {}/s ({}) | recv {}/s ({})",
             thousands(connected),
             thousands(sent_rate),
             thousands(sent),
