@@ -908,3 +908,50 @@ fn websocket_url_and_will_message() {
         "ws/t via websocket\nwills/sub gone\n"
     );
 }
+
+/// `-u`/`-P` against a Mosquitto password file made by `mosquitto_passwd`: the right password
+/// publishes, a wrong one is refused with the reason code named.
+#[test]
+#[ignore = "interop: needs mosquitto"]
+fn username_and_password() {
+    let Some(passwd_tool) = mosquitto_tool("mosquitto_passwd") else {
+        return;
+    };
+    let dir = common::temp_dir("passwd");
+    let file = dir.join("passwd");
+    let made = Command::new(passwd_tool)
+        .args(["-b", "-c", file.to_str().unwrap(), "alice", "s3cret"])
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", stderr(&made));
+    let globals = format!(
+        "allow_anonymous false\npersistence false\npassword_file {}\n",
+        file.display()
+    );
+    let Some(broker) = Mosquitto::start_full(&globals, "", &[]) else {
+        return;
+    };
+    let port = broker.port.to_string();
+    let base = [
+        "pub",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        port.as_str(),
+        "-t",
+        "a",
+        "-m",
+        "x",
+    ];
+    let ok = tern(&[&base[..], &["-u", "alice", "-P", "s3cret", "-q", "1"]].concat());
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    let url = format!("mqtt://alice:s3cret@127.0.0.1:{port}/a");
+    let ok = tern(&["pub", "-L", &url, "-m", "via url", "-V", "5", "-q", "2"]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    let bad = tern(&[&base[..], &["-u", "alice", "-P", "wrong", "-V", "5"]].concat());
+    assert_eq!(bad.status.code(), Some(1));
+    let err = stderr(&bad);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("connection refused"), "{err}");
+    assert!(err.contains("(0x86)") || err.contains("(0x87)"), "{err}");
+}
