@@ -468,6 +468,15 @@ mod tests {
         bench: Scenario,
     }
 
+    #[tokio::test]
+    async fn a_run_that_overstays_is_cut_by_the_hard_cap() {
+        let started = std::time::Instant::now();
+        let never = std::future::pending::<anyhow::Result<Report>>();
+        let err = capped(Duration::from_millis(50), never).await.unwrap_err();
+        assert!(err.to_string().contains("hard time limit"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
     #[test]
     fn durations_parse_with_units() {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
