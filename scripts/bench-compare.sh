@@ -75,6 +75,11 @@ done
 if [ "$PIN" = 1 ] && [[ ",$BROKERS," == *,tern,* ]]; then broker_list+=(tern-unpinned); fi
 IFS=, read -r -a scenario_list <<<"$SCENARIOS"
 
+if [[ ",$SCENARIOS," == *,conn,* ]] && [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((CONNS + 100)) ]; then
+  echo "bench-compare: $CONNS connections need more than the open-file limit of $(ulimit -n): use --conns or ulimit -n" >&2
+  exit 2
+fi
+
 NCPU=$(nproc)
 if [ "$PIN" = 1 ]; then
   if [ "$NCPU" -lt 2 ]; then echo "bench-compare: --pin needs 2 CPUs" >&2; exit 2; fi
