@@ -18,6 +18,8 @@
 #   --brokers    which brokers (default: all that are available)
 #   --scenarios  subset of: fanin-q0 fanin-q1 fanout-q0 fanout-q1 pairs-q1 latency conn
 #   --budget     stop starting new runs after this many seconds (default 540)
+#   --from FILE  no runs: render the table from the results.jsonl of an earlier run (its path is
+#                printed at the end of every run)
 # Environment: TERN (default target/release/tern, built if missing), BENCH (the load generator,
 # default "$TERN bench"), MOSQUITTO (default mosquitto on PATH or /usr/sbin/mosquitto), RUMQTTD
 # (default rumqttd on PATH or ~/.local/tern-tools/bin/rumqttd; install it with
@@ -30,7 +32,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 CMDLINE="scripts/bench-compare.sh $*"
 
-PIN=0 WRITE=0 DURATION=5 CONNS=15000 BROKERS="" SCENARIOS="" BUDGET=540
+PIN=0 WRITE=0 DURATION=5 CONNS=15000 BROKERS="" SCENARIOS="" BUDGET=540 FROM=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --pin) PIN=1 ;;
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
     --brokers) BROKERS=$2; shift ;;
     --scenarios) SCENARIOS=$2; shift ;;
     --budget) BUDGET=$2; shift ;;
+    --from) FROM=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-compare: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -75,7 +78,7 @@ done
 if [ "$PIN" = 1 ] && [[ ",$BROKERS," == *,tern,* ]]; then broker_list+=(tern-unpinned); fi
 IFS=, read -r -a scenario_list <<<"$SCENARIOS"
 
-if [[ ",$SCENARIOS," == *,conn,* ]] && [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((CONNS + 100)) ]; then
+if [ -z "$FROM" ] && [[ ",$SCENARIOS," == *,conn,* ]] && [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((CONNS + 100)) ]; then
   echo "bench-compare: $CONNS connections need more than the open-file limit of $(ulimit -n): use --conns or ulimit -n" >&2
   exit 2
 fi
@@ -208,8 +211,16 @@ bench_args() {
 STARTED=$(date +%s)
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 CLK_TCK=$(getconf CLK_TCK)
-echo "== brokers: ${broker_list[*]}; scenarios: ${scenario_list[*]}; pin: $PIN; load average: $LOADAVG" >&2
+[ -n "$FROM" ] || echo "== brokers: ${broker_list[*]}; scenarios: ${scenario_list[*]}; pin: $PIN; load average: $LOADAVG" >&2
 
+if [ -n "$FROM" ]; then
+  RESULTS=$FROM
+  scenario_list=()
+else
+  # What the table needs to describe this run, even when rendered later with --from.
+  python3 -c 'import json, sys; print(json.dumps({"meta": dict(zip(["cmdline", "loadavg", "pin", "duration", "bench", "day"], sys.argv[1:]))}))' \
+    "$CMDLINE" "$LOADAVG" "$PIN" "$DURATION" "${BENCH#"$ROOT"/}" "$(date -u +%Y-%m-%d)" >>"$RESULTS"
+fi
 for scenario in "${scenario_list[@]}"; do
   args=$(bench_args "$scenario")
   for broker in "${broker_list[@]}"; do
@@ -291,7 +302,14 @@ TABLE=$WORK/table.md
 python3 - "$RESULTS" "$CMDLINE" "$MACHINE" "$LOADAVG" "$PIN" "$MOSQ_VERSION" "$RUMQTTD_VERSION" "$(date -u +%Y-%m-%d)" "$DURATION" "$BENCH" >"$TABLE" <<'EOF'
 import json, sys
 results, cmdline, machine, loadavg, pin, mosq, rumq, day, duration, bench = sys.argv[1:11]
-runs = [json.loads(l) for l in open(results) if l.strip()]
+lines = [json.loads(l) for l in open(results) if l.strip()]
+runs = [r for r in lines if "meta" not in r]
+for r in lines:
+    if "meta" in r:
+        m = r["meta"]
+        cmdline, loadavg, pin, duration, bench, day = (m.get(k, v) for k, v in (
+            ("cmdline", cmdline), ("loadavg", loadavg), ("pin", pin), ("duration", duration),
+            ("bench", bench), ("day", day)))
 by = {(r["scenario_key"], r["broker_name"]): r for r in runs}
 scen_order = []
 brokers = []
@@ -371,19 +389,24 @@ out.append(f"Measured {day} with `tern bench` by `{cmdline}`: every scenario aga
 out.append("")
 out.append(f"- Machine: {machine}; load average at the start {loadavg}.")
 out.append(f"- Load generator: `{bench.replace(chr(10), ' ')}`.")
-out.append("- Pinning: " + ("broker on CPU 0, load generator on the other CPUs (taskset); \"Tern (unpinned)\" may use every CPU." if pin == "1" else "none (broker and load generator share all CPUs)."))
-out.append(f"- Mosquitto: {mosq or 'mosquitto'}, `set_tcp_nodelay true`, `max_inflight_messages 100`, persistence off, other settings default (notably `max_queued_messages 1000`: beyond it Mosquitto drops QoS 1 messages for a slow subscriber, which shows as lost).")
-out.append("- Tern: `tern broker --memory` (persistence off), default limits.")
-out.append(f"- rumqttd: {rumq}, `next_connection_delay_ms = 0`, `max_connections = 30010`, `max_inflight_count = 100`.")
+out.append("- Pinning: " + ("broker on CPU 0, load generator on the other CPUs (taskset)" + ("; \"Tern (unpinned)\" may use every CPU." if "tern-unpinned" in brokers else ".") if pin == "1" else "none (broker and load generator share all CPUs)."))
+if "mosquitto" in brokers:
+    out.append(f"- Mosquitto: {mosq or 'mosquitto'}, `set_tcp_nodelay true`, `max_inflight_messages 100`, persistence off, other settings default (notably `max_queued_messages 1000`: beyond it Mosquitto drops QoS 1 messages for a slow subscriber, which shows as lost).")
+if "tern" in brokers or "tern-unpinned" in brokers:
+    out.append("- Tern: `tern broker --memory` (persistence off), default limits.")
+if "rumqttd" in brokers:
+    out.append(f"- rumqttd: {rumq}, `next_connection_delay_ms = 0`, `max_connections = 30010`, `max_inflight_count = 100`.")
 out.append("- Figures: delivered msg/s = messages received by all subscribers / time from the start of publishing to the last one received; latency is end to end (publisher send to subscriber receive); broker CPU is its CPU time from the start of publishing to the last delivery over that time (100 % = one core; whole run for `conn`), load generator CPU is `tern bench`'s over its whole run (when it nears 100 % of its CPUs, the figure measures the generator, not the broker); RSS from /proc/PID/status. RSS per idle connection = (peak − start RSS) / connections. ⚠ marks a run that reported errors.")
 out.append("")
-out.append("| Scenario | Figure | " + " | ".join(names.get(b, b) for b in brokers) + " | Tern / Mosquitto |")
-out.append("|---|---|" + "---|" * len(brokers) + "---|")
-out.extend(rows)
+with_ratio = "tern" in brokers and "mosquitto" in brokers
+out.append("| Scenario | Figure | " + " | ".join(names.get(b, b) for b in brokers) + (" | Tern / Mosquitto |" if with_ratio else " |"))
+out.append("|---|---|" + "---|" * len(brokers) + ("---|" if with_ratio else ""))
+out.extend(r if with_ratio else r.rsplit(" | ", 1)[0] + " |" for r in rows)
 print("\n".join(out))
 EOF
 
 cat "$TABLE"
+[ -n "$FROM" ] || echo "(results: $RESULTS)" >&2
 if [ -z "$(printf '%s\n' "${broker_list[@]}" | grep -x tern)" ]; then
   echo
   echo "(Tern's column is missing: \`$TERN broker\` is not available yet.)"
