@@ -182,12 +182,77 @@ fn mosquitto_tool(name: &str) -> Option<String> {
     None
 }
 
-fn with_broker(args: &[&str], broker: &Mosquitto) -> Vec<String> {
+/// Anything with an MQTT port on 127.0.0.1: a Mosquitto, a `tern broker`, a fixture.
+trait HasPort {
+    fn port(&self) -> u16;
+}
+
+impl HasPort for Mosquitto {
+    fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl<T: HasPort + ?Sized> HasPort for &T {
+    fn port(&self) -> u16 {
+        (**self).port()
+    }
+}
+
+impl<T: HasPort + ?Sized> HasPort for Box<T> {
+    fn port(&self) -> u16 {
+        (**self).port()
+    }
+}
+
+/// `tern broker --memory` on a free port, killed on drop.
+struct TernBroker {
+    child: Child,
+    port: u16,
+}
+
+impl TernBroker {
+    fn start() -> TernBroker {
+        let port = common::free_port();
+        let child = Command::new(TERN)
+            .args([
+                "broker",
+                "--memory",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tern broker did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TernBroker { child, port }
+    }
+}
+
+impl HasPort for TernBroker {
+    fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for TernBroker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn with_broker(args: &[&str], broker: &impl HasPort) -> Vec<String> {
     let mut v: Vec<String> = vec![
         "-h".into(),
         "127.0.0.1".into(),
         "-p".into(),
-        broker.port.to_string(),
+        broker.port().to_string(),
     ];
     v.extend(args.iter().map(|s| s.to_string()));
     v
@@ -222,7 +287,7 @@ fn wait(mut child: Child, timeout: Duration) -> Output {
     }
 }
 
-fn mosquitto_pub(broker: &Mosquitto, args: &[&str]) {
+fn mosquitto_pub(broker: &impl HasPort, args: &[&str]) {
     let tool = mosquitto_tool("mosquitto_pub").unwrap();
     let o = Command::new(tool)
         .args(with_broker(args, broker))
@@ -232,15 +297,32 @@ fn mosquitto_pub(broker: &Mosquitto, args: &[&str]) {
 }
 
 struct Fixture {
-    broker: Mosquitto,
+    broker: Box<dyn HasPort>,
     binary_file: std::path::PathBuf,
 }
 
-/// A broker holding one retained message, and a binary payload file.
+impl HasPort for Fixture {
+    fn port(&self) -> u16 {
+        self.broker.port()
+    }
+}
+
+/// A Mosquitto holding one retained message, and a binary payload file.
 fn fixture() -> Option<Fixture> {
     mosquitto_tool("mosquitto_sub")?;
     let broker = Mosquitto::start()?;
-    let binary_file = broker.dir.join("binary.bin");
+    fixture_on(Box::new(broker))
+}
+
+/// The same on Tern's broker.
+fn tern_fixture() -> Option<Fixture> {
+    mosquitto_tool("mosquitto_sub")?;
+    fixture_on(Box::new(TernBroker::start()))
+}
+
+fn fixture_on(broker: Box<dyn HasPort>) -> Option<Fixture> {
+    let dir = common::temp_dir("fixture");
+    let binary_file = dir.join("binary.bin");
     std::fs::write(&binary_file, b"\x00\x01bin\"ary\\\xff\x7f\n").unwrap();
     mosquitto_pub(
         &broker,
@@ -255,7 +337,7 @@ fn fixture() -> Option<Fixture> {
 /// The live messages every comparison sees after the retained one: JSON with v5 properties,
 /// a binary payload, an empty payload, and text with control characters.
 fn publish_live(f: &Fixture) {
-    let b = &f.broker;
+    let b = &f;
     mosquitto_pub(
         b,
         &[
@@ -267,16 +349,13 @@ fn publish_live(f: &Fixture) {
             "5",
             "-m",
             r#"{"a": [1, 2.50, "x", true], "b": null, "c": {"d": -1e20}}"#,
-            // In the order of the specification's table: the codec does not keep the wire
-            // order, which %j follows (see format.rs).
+            // %j follows the wire order, which the codec does not keep: these are in the order
+            // Tern encodes them (see format.rs). Mosquitto moves the Message Expiry Interval
+            // last when it relays a message, so that one goes with t/d alone.
             "-D",
             "publish",
             "payload-format-indicator",
             "1",
-            "-D",
-            "publish",
-            "content-type",
-            "application/json",
             "-D",
             "publish",
             "response-topic",
@@ -297,8 +376,8 @@ fn publish_live(f: &Fixture) {
             "v2",
             "-D",
             "publish",
-            "message-expiry-interval",
-            "86400",
+            "content-type",
+            "application/json",
         ],
     );
     mosquitto_pub(
@@ -313,13 +392,29 @@ fn publish_live(f: &Fixture) {
         ],
     );
     mosquitto_pub(b, &["-t", "t/c", "-q", "0", "-n"]);
-    mosquitto_pub(b, &["-t", "t/d", "-q", "1", "-m", "tab\there\r\nline2 é ü"]);
+    mosquitto_pub(
+        b,
+        &[
+            "-t",
+            "t/d",
+            "-q",
+            "1",
+            "-m",
+            "tab\there\r\nline2 é ü",
+            "-V",
+            "5",
+            "-D",
+            "publish",
+            "message-expiry-interval",
+            "86400",
+        ],
+    );
 }
 
 /// Runs `mosquitto_sub ARGS` and `tern sub ARGS` on the same broker, publishes the live
 /// messages, and returns both outputs.
 fn side_by_side(f: &Fixture, args: &[&str]) -> (Output, Output) {
-    let args = with_broker(args, &f.broker);
+    let args = with_broker(args, f);
     let theirs = spawn(&mosquitto_tool("mosquitto_sub").unwrap(), &args);
     let ours = spawn(
         TERN,
@@ -486,10 +581,7 @@ fn sub_filters_match_mosquitto_sub_r_t_retained_only_c() {
 #[ignore = "interop: needs mosquitto"]
 fn sub_json_lines() {
     let Some(f) = fixture() else { return };
-    let args = with_broker(
-        &args(&["-q", "1", "-V", "5", "-C", "5", "--json"]),
-        &f.broker,
-    );
+    let args = with_broker(&args(&["-q", "1", "-V", "5", "-C", "5", "--json"]), &f);
     let ours = spawn(
         TERN,
         &std::iter::once("sub".to_owned())
@@ -524,7 +616,7 @@ fn sub_json_lines() {
 #[ignore = "interop: needs mosquitto"]
 fn tern_pub_is_received_by_mosquitto_sub_like_mosquitto_pub() {
     let Some(f) = fixture() else { return };
-    let b = &f.broker;
+    let b = &f;
     let binary = f.binary_file.to_str().unwrap().to_owned();
     let cases: Vec<Vec<&str>> = vec![
         vec!["-t", "p/a", "-m", "qos0"],
@@ -617,7 +709,7 @@ fn tern_pub_is_received_by_mosquitto_sub_like_mosquitto_pub() {
 #[ignore = "interop: needs mosquitto"]
 fn tern_pub_stdin_modes_reach_tern_sub() {
     let Some(f) = fixture() else { return };
-    let b = &f.broker;
+    let b = &f;
     let sub = spawn(
         TERN,
         &std::iter::once("sub".to_owned())
@@ -724,7 +816,7 @@ fn refused_connection_names_the_reason() {
 #[ignore = "interop: needs mosquitto"]
 fn rr_prints_the_response() {
     let Some(f) = fixture() else { return };
-    let b = &f.broker;
+    let b = &f;
     // A responder: mosquitto_sub -C 1 prints the response topic of the request; we then answer
     // with mosquitto_pub, as a service would.
     let responder = spawn(
@@ -954,4 +1046,72 @@ fn username_and_password() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("connection refused"), "{err}");
     assert!(err.contains("(0x86)") || err.contains("(0x87)"), "{err}");
+}
+
+/// mosquitto_sub and tern sub side by side on Tern's broker: the same bytes, `%j`/`%J` with
+/// every property included (Tern relays properties in the order tern sub prints them).
+#[test]
+#[ignore = "interop: needs mosquitto"]
+fn sub_output_matches_mosquitto_sub_on_tern_broker() {
+    let Some(f) = tern_fixture() else { return };
+    assert_same(&f, &args(&["-q", "2", "-v", "-C", "5"]));
+    let every = "%t|%p|%x|%X|%q|%r|%l|%m|%C|%D|%E|%F|%P|%R|%S|%A|%%|\\t|@@|end";
+    assert_same(&f, &args(&["-q", "2", "-V", "5", "-C", "5", "-F", every]));
+    assert_same(&f, &args(&["-v", "-R", "-C", "4"]));
+    assert_same(&f, &args(&["-v", "--retained-only"]));
+    for format in ["%j", "%J"] {
+        compare_masked(&f, &args(&["-q", "1", "-C", "5", "-V", "5", "-F", format]));
+    }
+    // Every property on one message, Message Expiry Interval included.
+    let sub_args = with_broker(&["-t", "all/props", "-V", "5", "-C", "1", "-F", "%j"], &f);
+    let theirs = spawn(&mosquitto_tool("mosquitto_sub").unwrap(), &sub_args);
+    let ours = spawn(
+        TERN,
+        &std::iter::once("sub".to_owned())
+            .chain(sub_args.clone())
+            .collect::<Vec<_>>(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    mosquitto_pub(
+        &f,
+        &[
+            "-t",
+            "all/props",
+            "-V",
+            "5",
+            "-m",
+            "p",
+            "-D",
+            "publish",
+            "user-property",
+            "u",
+            "v",
+            "-D",
+            "publish",
+            "content-type",
+            "c/t",
+            "-D",
+            "publish",
+            "message-expiry-interval",
+            "600",
+            "-D",
+            "publish",
+            "correlation-data",
+            "cd",
+            "-D",
+            "publish",
+            "response-topic",
+            "r/t",
+            "-D",
+            "publish",
+            "payload-format-indicator",
+            "1",
+        ],
+    );
+    let theirs = wait(theirs, Duration::from_secs(10));
+    let ours = wait(ours, Duration::from_secs(10));
+    assert_eq!(
+        String::from_utf8_lossy(&mask_digits(&ours.stdout)),
+        String::from_utf8_lossy(&mask_digits(&theirs.stdout))
+    );
 }

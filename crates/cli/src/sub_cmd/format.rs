@@ -529,10 +529,9 @@ fn json_properties(m: &Message) -> Option<cjson::Value> {
     if p.is_empty() {
         return None;
     }
-    // The codec does not keep the order properties had on the wire, which cJSON would
-    // follow; this is the order of a publisher that sets them in the order of the
-    // specification's table, with Mosquitto (as the broker) appending the remaining Message
-    // Expiry Interval and the Subscription Identifiers last.
+    // cJSON follows the order the properties had on the wire, which the codec does not keep;
+    // this is the order in which Tern's codec encodes them, so that the output is identical to
+    // mosquitto_sub's for messages relayed by Tern's broker.
     let mut members: Vec<(Vec<u8>, Value)> = Vec::new();
     if let Some(f) = p.payload_format_indicator {
         members.push((
@@ -540,11 +539,14 @@ fn json_properties(m: &Message) -> Option<cjson::Value> {
             Value::Number(f64::from(u8::from(f))),
         ));
     }
-    if let Some(ct) = &p.content_type {
+    if let Some(e) = p.message_expiry_interval {
         members.push((
-            b"content-type".to_vec(),
-            Value::String(ct.as_bytes().to_vec()),
+            b"message-expiry-interval".to_vec(),
+            Value::Number(f64::from(e)),
         ));
+    }
+    if let Some(a) = p.topic_alias {
+        members.push((b"topic-alias".to_vec(), Value::Number(f64::from(a))));
     }
     if let Some(rt) = &p.response_topic {
         members.push((
@@ -559,9 +561,6 @@ fn json_properties(m: &Message) -> Option<cjson::Value> {
             Value::String(cd.get(..end).unwrap_or(&[]).to_vec()),
         ));
     }
-    if let Some(a) = p.topic_alias {
-        members.push((b"topic-alias".to_vec(), Value::Number(f64::from(a))));
-    }
     if !p.user_properties.is_empty() {
         let users = p
             .user_properties
@@ -570,16 +569,16 @@ fn json_properties(m: &Message) -> Option<cjson::Value> {
             .collect();
         members.push((b"user-properties".to_vec(), Value::Object(users)));
     }
-    if let Some(e) = p.message_expiry_interval {
-        members.push((
-            b"message-expiry-interval".to_vec(),
-            Value::Number(f64::from(e)),
-        ));
-    }
     for id in &p.subscription_identifiers {
         members.push((
             b"subscription-identifier".to_vec(),
             Value::Number(f64::from(*id)),
+        ));
+    }
+    if let Some(ct) = &p.content_type {
+        members.push((
+            b"content-type".to_vec(),
+            Value::String(ct.as_bytes().to_vec()),
         ));
     }
     Some(Value::Object(members))
