@@ -38,8 +38,8 @@ pub use eval::MessageContext;
 pub use lexer::Pos;
 pub use metrics::{MetricsSnapshot, RuleMetrics};
 pub use ruleset::{
-    ActionOutput, DEFAULT_MAX_HOPS, HttpMethod, LogLevel, LogLine, Republish, Rule, RuleOutcome,
-    RuleSet, Verdict, WebhookJob,
+    ActionOutput, DEFAULT_MAX_HOPS, HttpMethod, LogLevel, LogLine, MAX_WEBHOOK_RETRIES,
+    MAX_WEBHOOK_TIMEOUT_MS, Republish, Rule, RuleOutcome, RuleSet, Verdict, WebhookJob,
 };
 pub use webhook::{DispatcherConfig, WebhookDispatcher, WebhookError};
 

@@ -24,6 +24,12 @@ use crate::webhook::WebhookDispatcher;
 /// republishes is not republished once more.
 pub const DEFAULT_MAX_HOPS: u8 = 8;
 
+/// Longest accepted webhook `timeout_ms` (5 minutes): a job holds a sending slot that long.
+pub const MAX_WEBHOOK_TIMEOUT_MS: u64 = 300_000;
+
+/// Most accepted webhook `max_retries`.
+pub const MAX_WEBHOOK_RETRIES: u32 = 10;
+
 /// HTTP method of a webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpMethod {
@@ -564,8 +570,17 @@ fn compile_action(
                     w.url
                 )));
             }
-            if w.timeout_ms == 0 {
-                return Err(bad("timeout_ms = 0; expected at least 1".to_owned()));
+            if !(1..=MAX_WEBHOOK_TIMEOUT_MS).contains(&w.timeout_ms) {
+                return Err(bad(format!(
+                    "timeout_ms = {}; expected 1 to {MAX_WEBHOOK_TIMEOUT_MS}",
+                    w.timeout_ms
+                )));
+            }
+            if w.max_retries > MAX_WEBHOOK_RETRIES {
+                return Err(bad(format!(
+                    "max_retries = {}; expected at most {MAX_WEBHOOK_RETRIES}",
+                    w.max_retries
+                )));
             }
             let mut headers = Vec::new();
             for (k, v) in &w.headers {

@@ -162,6 +162,14 @@ fn action_errors_name_the_rule_and_action() {
             "rule `x`: action 1 (webhook): method = \"GET\"; expected \"POST\" or \"PUT\"",
         ),
         (
+            r#"actions = [ { type = "webhook", url = "http://x", max_retries = 11 } ]"#,
+            "rule `x`: action 1 (webhook): max_retries = 11; expected at most 10",
+        ),
+        (
+            r#"actions = [ { type = "webhook", url = "http://x", timeout_ms = 0 } ]"#,
+            "rule `x`: action 1 (webhook): timeout_ms = 0; expected 1 to 300000",
+        ),
+        (
             r#"actions = [ { type = "log", level = "loud" } ]"#,
             "rule `x`: action 1 (log): level = \"loud\"; expected error, warn, info, debug or trace",
         ),
