@@ -27,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Called for every message the broker routes (from clients, wills, or injected): the hook a
-/// rules engine uses to see traffic. It runs on the publish path, so it must not block.
+/// rules engine uses to see traffic. It runs on the publish path, so it must not block: hand the
+/// message (an `Arc`, cheap to clone) to a task of your own, and publish any result from there
+/// with [`BrokerHandle::publish`] (publishing from inside the hook would recurse).
 pub trait PublishHook: Send + Sync {
     /// A message is about to be routed.
     fn on_publish(&self, message: &Arc<Message>);

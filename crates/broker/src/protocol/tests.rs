@@ -1265,3 +1265,80 @@ fn unsupported_protocol_version_before_connect_gets_v3_connack_0x01_mqtt_3_1_2_2
     );
     assert!(c.is_closed());
 }
+
+mod hostile {
+    //! Arbitrary bytes after a valid CONNECT, through the real decoder into the state machine:
+    //! whatever arrives, nothing panics and the connection either carries on or closes.
+    use super::*;
+    use bytes::BytesMut;
+    use proptest::prelude::*;
+
+    fn feed(version: ProtocolVersion, tail: &[u8]) {
+        let (mut c, now) = new_conn();
+        let mut buf = BytesMut::new();
+        encode(
+            &Packet::Connect(connect_packet(version, "fuzz", false)),
+            version,
+            &mut buf,
+        )
+        .unwrap();
+        buf.extend_from_slice(tail);
+        let mut accepted = false;
+        loop {
+            match decode(&mut buf, c.version(), 1 << 20) {
+                Ok(Some(p)) => c.handle_packet(p, now),
+                Ok(None) => break,
+                Err(e) => {
+                    c.handle_decode_error(e.reason_code());
+                    break;
+                }
+            }
+            while let Some(a) = c.poll_action() {
+                if let Action::Connect(r) = a
+                    && !accepted
+                {
+                    accepted = true;
+                    c.accept(
+                        Accepted {
+                            session: SessionState::new("fuzz".into(), r.session_expiry_interval),
+                            session_present: false,
+                            assigned_client_id: None,
+                        },
+                        now,
+                    );
+                }
+            }
+            if c.is_closed() {
+                break;
+            }
+        }
+        c.deliver(delivery("x", QoS::ExactlyOnce), now);
+        c.handle_timeout(now + Duration::from_secs(3600));
+        c.handle_connection_lost();
+        while c.poll_transmit().is_some() {}
+        let _ = c.take_session();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn arbitrary_bytes_after_connect_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..256)) {
+            feed(ProtocolVersion::V5, &tail);
+            feed(ProtocolVersion::V311, &tail);
+        }
+
+        #[test]
+        fn plausible_packets_after_connect_never_panic(
+            kinds in proptest::collection::vec((0u8..16, any::<u8>(), any::<u16>()), 0..40)
+        ) {
+            // Fixed headers of every type with small bodies: more of them get past the decoder.
+            let mut tail = Vec::new();
+            for (kind, flags, id) in kinds {
+                let [hi, lo] = id.to_be_bytes();
+                tail.extend_from_slice(&[(kind << 4) | (flags & 0x0f), 4, hi, lo, 0, 1]);
+            }
+            feed(ProtocolVersion::V5, &tail);
+            feed(ProtocolVersion::V311, &tail);
+        }
+    }
+}
