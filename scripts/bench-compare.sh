@@ -16,7 +16,9 @@
 #   --conns      idle connections in the `conn` scenario (default 15000; this machine's open-file
 #                limit stops near 20,000)
 #   --brokers    which brokers (default: all that are available)
-#   --scenarios  subset of: fanin-q0 fanin-q1 fanout-q0 fanout-q1 pairs-q1 latency conn
+#   --scenarios  subset of: fanin-q0 fanin-q1 fanout-q0 fanout-q1 pairs-q1 latency slow-q1 conn
+#                (slow-q1: 4 publishers at 20,000 msg/s in all to one subscriber reading 1,000
+#                msg/s: what the broker queues or drops, and what that costs it in memory)
 #   --budget     stop starting new runs after this many seconds (default 540)
 #   --from FILE  no runs: render the table from the results.jsonl of an earlier run (its path is
 #                printed at the end of every run)
@@ -49,7 +51,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-SCENARIOS=${SCENARIOS:-fanin-q0,fanin-q1,fanout-q0,fanout-q1,pairs-q1,latency,conn}
+SCENARIOS=${SCENARIOS:-fanin-q0,fanin-q1,fanout-q0,fanout-q1,pairs-q1,latency,slow-q1,conn}
 
 # --- programs -------------------------------------------------------------------------------
 TERN=${TERN:-$ROOT/target/release/tern}
@@ -203,6 +205,7 @@ bench_args() {
     fanout-q1) echo "fanout -S 8 -q 1 -d ${DURATION}s" ;;
     pairs-q1) echo "pairs -N 8 -q 1 -d ${DURATION}s" ;;
     latency) echo "latency --rate 1000 -q 1 -d ${DURATION}s" ;;
+    slow-q1) echo "fanin -P 4 -q 1 --rate 20000 --sub-rate 1000 -d ${DURATION}s" ;;
     conn) echo "conn -c $CONNS -d 3s" ;;
     *) echo "bench-compare: unknown scenario $1" >&2; return 1 ;;
   esac
@@ -322,6 +325,7 @@ titles = {
     "fanin-q0": "fan-in 4→1, QoS 0", "fanin-q1": "fan-in 4→1, QoS 1",
     "fanout-q0": "fan-out 1→8, QoS 0", "fanout-q1": "fan-out 1→8, QoS 1",
     "pairs-q1": "8 pairs, QoS 1", "latency": "latency, 1,000 msg/s, QoS 1",
+    "slow-q1": "slow consumer: 4→1 at 20k msg/s, read at 1k msg/s, QoS 1",
 }
 names = {"tern": "Tern", "tern-unpinned": "Tern (unpinned)", "mosquitto": "Mosquitto", "rumqttd": "rumqttd"}
 

@@ -25,6 +25,8 @@ use tokio::time::{Instant, interval_at, sleep_until};
 
 /// Bytes read from a socket at a time.
 const READ_CHUNK: usize = 64 * 1024;
+/// Bytes read at a time by a slow consumer (`--sub-rate`).
+const SLOW_CHUNK: usize = 4 * 1024;
 /// A publisher stops encoding when this much awaits writing.
 const WRITE_BATCH: usize = 64 * 1024;
 /// PINGREQ interval (the keep-alive sent in CONNECT is three times this).
@@ -90,6 +92,9 @@ pub struct MsgOpts {
     pub duration: Option<Duration>,
     /// Messages per publisher.
     pub count: Option<u64>,
+    /// Messages per second each subscriber reads at most (a slow consumer); `None`: as fast as
+    /// they come.
+    pub sub_rate: Option<f64>,
 }
 
 /// What one publisher did.
@@ -317,6 +322,7 @@ pub async fn run_plan(plan: Plan, net: &NetOpts, msg: &MsgOpts) -> anyhow::Resul
             rx,
             stop_rx.clone(),
             go,
+            msg.sub_rate,
             counters.clone(),
         ));
     }
@@ -492,6 +498,7 @@ pub async fn run_plan(plan: Plan, net: &NetOpts, msg: &MsgOpts) -> anyhow::Resul
         payload_bytes: msg.payload_size,
         rate_limit: msg.rate,
         inflight: msg.inflight,
+        sub_rate_limit: msg.sub_rate,
         started_unix_s,
         publish_s,
         sent: total_sent,
@@ -714,9 +721,10 @@ async fn subscriber(
     mut rx: Receiver,
     mut stop: watch::Receiver<bool>,
     go: Instant,
+    sub_rate: Option<f64>,
     counters: Arc<Counters>,
 ) -> (usize, SubResult) {
-    let result = subscribe_loop(&mut conn, &mut rx, &mut stop, go, &counters).await;
+    let result = subscribe_loop(&mut conn, &mut rx, &mut stop, go, sub_rate, &counters).await;
     let error = match result {
         Ok(()) => {
             conn.disconnect().await;
@@ -732,22 +740,36 @@ async fn subscribe_loop(
     rx: &mut Receiver,
     stop: &mut watch::Receiver<bool>,
     go: Instant,
+    sub_rate: Option<f64>,
     counters: &Counters,
 ) -> anyhow::Result<()> {
     let mut ping = interval_at(go + PING_EVERY, PING_EVERY);
+    // A slow consumer reads small chunks, and only when it is behind its schedule, so that the
+    // broker has to queue (or drop) what it cannot deliver.
+    let chunk = if sub_rate.is_some() {
+        SLOW_CHUNK
+    } else {
+        READ_CHUNK
+    };
     loop {
+        let next_read = sub_rate
+            .map(|r| go + Duration::from_secs_f64(rx.received as f64 / r))
+            .filter(|&due| due > Instant::now());
         let event = tokio::select! {
             biased;
             _ = stop.changed() => Event::Stop,
-            r = conn.stream.readable() => Event::Read(r),
+            r = conn.stream.readable(), if next_read.is_none() => Event::Read(r),
             r = conn.stream.writable(), if !conn.wbuf.is_empty() => Event::Write(r),
+            _ = sleep_until(next_read.unwrap_or_else(Instant::now)), if next_read.is_some() => {
+                Event::Timer
+            }
             _ = ping.tick() => Event::Ping,
         };
         match event {
             Event::Stop => return Ok(()),
             Event::Read(r) => {
                 r?;
-                if conn.try_fill(READ_CHUNK)? {
+                if conn.try_fill(chunk)? {
                     let n = receive(conn, rx)?;
                     if n > 0 {
                         let now = std::time::Instant::now();

@@ -169,6 +169,10 @@ pub struct MsgArgs {
     /// Topic pattern of the publishers; `%i` is the publisher (or pair) index.
     #[arg(short = 't', long)]
     pub topic: Option<String>,
+    /// Slow consumer: messages per second each subscriber reads at most, so that the broker must
+    /// queue or drop the rest (what is still queued when the drain ends counts as lost).
+    #[arg(long, value_parser = parse_rate)]
+    pub sub_rate: Option<Rate>,
 }
 
 /// A message or connection rate; `None` means as fast as allowed.
@@ -207,6 +211,7 @@ impl MsgArgs {
             inflight: self.inflight.clamp(1, 65_535),
             duration,
             count: self.count,
+            sub_rate: self.sub_rate.and_then(|r| r.0),
         })
     }
 

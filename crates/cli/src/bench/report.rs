@@ -63,6 +63,8 @@ pub struct MsgStats {
     pub rate_limit: Option<f64>,
     /// In-flight window per publisher (QoS 1/2).
     pub inflight: usize,
+    /// Slow consumer: messages per second each subscriber read at most (`--sub-rate`).
+    pub sub_rate_limit: Option<f64>,
     /// When publishing started, seconds since the Unix epoch (to line up samples taken outside).
     pub started_unix_s: f64,
     /// Seconds the publishers published.
@@ -213,8 +215,13 @@ impl Report {
                 .map_or("as fast as allowed".to_string(), |r| format!("{r} msg/s"));
             let _ = writeln!(
                 s,
-                "  load       QoS {}, {} B payload, {}, in-flight window {}",
-                m.qos, m.payload_bytes, rate, m.inflight
+                "  load       QoS {}, {} B payload, {}, in-flight window {}{}",
+                m.qos,
+                m.payload_bytes,
+                rate,
+                m.inflight,
+                m.sub_rate_limit
+                    .map_or(String::new(), |r| format!(", subscribers read {r} msg/s"))
             );
             if self.publishers > 0 {
                 let _ = writeln!(
