@@ -176,6 +176,9 @@ struct Driver {
     conn_id: u64,
     peer: SocketAddr,
     client_id: Arc<str>,
+    /// The user name the client authenticated with (the certificate's with
+    /// `use_identity_as_username`), put on each message it publishes.
+    username: Option<Arc<str>>,
     online: Option<Arc<Online>>,
     /// The listener's policy (auth, ACL) for this connection.
     ctx: Arc<ListenerCtx>,
@@ -224,6 +227,7 @@ pub(crate) async fn serve<S>(
         conn,
         peer,
         client_id: Arc::from(""),
+        username: None,
         online: None,
         ctx,
         cert_identity,
@@ -413,7 +417,11 @@ impl Driver {
         while let Some(action) = self.conn.poll_action() {
             match action {
                 Action::Connect(req) => self.connect(req).await,
-                Action::Publish(m) => {
+                Action::Publish(mut m) => {
+                    // The state machine has just built it: not shared yet, so no copy.
+                    if let Some(msg) = Arc::get_mut(&mut m) {
+                        msg.username.clone_from(&self.username);
+                    }
                     let qos = m.qos;
                     let ticket = self.shared.publish(m);
                     // PUBACK/PUBREC go out only once the message is stored as durably as
@@ -510,6 +518,7 @@ impl Driver {
             .fetch_add(1, Ordering::Relaxed);
         tracing::info!(client_id = %client_id, peer = %self.peer, version = ?req.version, clean_start = req.clean_start, session_present, "client connected");
         self.client_id = client_id;
+        self.username = username.as_deref().map(Arc::from);
         self.online = Some(online);
         // The ACL is resolved once per session, with the final client id and user name
         // (the certificate's with `use_identity_as_username`).
@@ -578,7 +587,14 @@ impl Driver {
             AuthDecision::NotAuthorized => ReasonCode::NOT_AUTHORIZED,
         };
         let now = std::time::Instant::now();
-        let next_delay = lock(&self.shared.transports.backoff).record_failure(ip, now);
+        let next_delay = {
+            let mut backoff = lock(&self.shared.transports.backoff);
+            // Forget quiet addresses now and then; the table's capacity bounds it regardless.
+            if backoff.len() >= 1024 && backoff.len().is_power_of_two() {
+                backoff.prune(now);
+            }
+            backoff.record_failure(ip, now)
+        };
         self.shared
             .transports
             .counters

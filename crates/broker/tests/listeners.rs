@@ -412,3 +412,69 @@ async fn missing_password_or_acl_file_stops_the_broker() {
     .to_string();
     assert!(e.contains("/nonexistent/acl"), "{e}");
 }
+
+/// A message queued for an offline session is checked again when it is delivered.
+#[tokio::test]
+async fn queued_messages_are_checked_against_the_acl_on_delivery() {
+    let dir = temp_dir("acl-queued");
+    let acl = write(
+        &dir,
+        "acl",
+        "user alice\ntopic read a/#\ntopic deny a/secret\nuser bob\ntopic write a/#\n",
+    );
+    let mut l = listener(None);
+    l.password_file = Some(passwd(&dir));
+    l.acl_file = Some(acl);
+    let (b, addr) = start(vec![l]).await;
+    let persistent = |clean_start| {
+        Packet::Connect(tern_codec::Connect {
+            protocol: V5,
+            clean_start,
+            keep_alive: 30,
+            client_id: "alice".into(),
+            will: None,
+            username: Some("alice".into()),
+            password: Some(bytes::Bytes::from_static(b"alice-pw")),
+            properties: tern_codec::ConnectProperties {
+                session_expiry_interval: Some(600),
+                ..Default::default()
+            },
+        })
+    };
+    let mut alice = client(addr, V5).await;
+    alice.send(&persistent(true)).await;
+    assert!(matches!(alice.recv().await, Some(Packet::ConnAck(c)) if c.reason_code.0 == 0));
+    alice
+        .send(&Packet::Subscribe(tern_codec::Subscribe {
+            packet_id: 1,
+            filters: vec![(
+                "a/#".into(),
+                tern_codec::SubscriptionOptions {
+                    qos: QoS::AtLeastOnce,
+                    ..Default::default()
+                },
+            )],
+            properties: Default::default(),
+        }))
+        .await;
+    assert!(matches!(alice.recv().await, Some(Packet::SubAck(_))));
+    alice.send(&Packet::Disconnect(Default::default())).await;
+    assert!(alice.recv().await.is_none());
+
+    let mut bob = client(addr, V5).await;
+    assert_eq!(bob.connect("bob", Some("bob"), Some("bob-pw")).await, 0);
+    for topic in ["a/secret", "a/open"] {
+        bob.publish(topic, b"queued", QoS::AtLeastOnce).await;
+        assert!(matches!(bob.recv().await, Some(Packet::PubAck(a)) if a.reason_code.0 == 0));
+    }
+
+    let mut alice = client(addr, V5).await;
+    alice.send(&persistent(false)).await;
+    assert!(matches!(alice.recv().await, Some(Packet::ConnAck(c)) if c.session_present));
+    assert_eq!(
+        alice.next_publish().await,
+        ("a/open".into(), b"queued".to_vec())
+    );
+    assert!(alice.ping().await, "nothing else was delivered");
+    b.shutdown().await;
+}
