@@ -70,7 +70,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| session.check(Access::Subscribe, black_box("site/57/config/+")))
     });
 
-    let mut cache = tern_broker::auth::AclCache::new(session.clone(), 1024);
+    let cache = tern_broker::auth::AclCache::new(session.clone(), 1024);
     g.bench_function("cached_session_write_hit", |b| {
         b.iter(|| cache.check(Access::Write, black_box("site/57/dev-42/telemetry")))
     });

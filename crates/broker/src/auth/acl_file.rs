@@ -33,7 +33,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::{Access, Authorizer, ClientIdentity};
 
@@ -686,13 +686,37 @@ impl Authorizer for AclFile {
 
 /// A [`SessionAcl`] with a memo of its Read and Write decisions by topic name, for a session
 /// that publishes to and receives the same topics over and over. Bounded: when `capacity`
-/// topics are remembered, it starts over.
-#[derive(Debug, Clone)]
+/// topics are remembered, it starts over. The memo sits behind a mutex only the session's own
+/// task takes, so it is uncontended; it is an [`Authorizer`] like the [`SessionAcl`] it wraps.
+///
+/// Worth it when a session's topics repeat (a hit is one hash lookup); a session publishing to
+/// ever-new topics only pays for the misses, so keep the plain [`SessionAcl`] there.
 pub struct AclCache {
     acl: SessionAcl,
+    memo: Mutex<Memo>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Memo {
     read: HashMap<Box<str>, bool>,
     write: HashMap<Box<str>, bool>,
-    capacity: usize,
+}
+
+impl std::fmt::Debug for AclCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AclCache")
+            .field("acl", &self.acl)
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for AclCache {
+    /// The same ACL with an empty memo.
+    fn clone(&self) -> Self {
+        Self::new(self.acl.clone(), self.capacity)
+    }
 }
 
 impl AclCache {
@@ -700,17 +724,17 @@ impl AclCache {
     pub fn new(acl: SessionAcl, capacity: usize) -> Self {
         Self {
             acl,
-            read: HashMap::new(),
-            write: HashMap::new(),
+            memo: Mutex::new(Memo::default()),
             capacity: capacity.max(1),
         }
     }
 
     /// Same answer as [`SessionAcl::check`]; Subscribe is not remembered (it is rare).
-    pub fn check(&mut self, access: Access, topic: &str) -> bool {
+    pub fn check(&self, access: Access, topic: &str) -> bool {
+        let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
         let memo = match access {
-            Access::Read => &mut self.read,
-            Access::Write => &mut self.write,
+            Access::Read => &mut memo.read,
+            Access::Write => &mut memo.write,
             Access::Subscribe => return self.acl.check(access, topic),
         };
         if let Some(allowed) = memo.get(topic) {
@@ -727,6 +751,24 @@ impl AclCache {
     /// The session ACL behind the memo.
     pub fn acl(&self) -> &SessionAcl {
         &self.acl
+    }
+
+    /// How many Read and Write decisions are remembered.
+    pub fn len(&self) -> usize {
+        let memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
+        memo.read.len() + memo.write.len()
+    }
+
+    /// True when nothing is remembered yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// An [`AclCache`] is an [`Authorizer`] for the one client it was built for; `who` is ignored.
+impl Authorizer for AclCache {
+    fn authorize(&self, _who: &ClientIdentity, access: Access, topic: &str) -> bool {
+        self.check(access, topic)
     }
 }
 
@@ -1097,7 +1139,7 @@ mod tests {
     fn cache_gives_the_same_answers_and_stays_bounded() {
         let f = acl("user u\ntopic read a/#\ntopic deny a/no\ntopic write w");
         let session = f.session(&id("c", Some("u")));
-        let mut cache = AclCache::new(session.clone(), 2);
+        let cache = AclCache::new(session.clone(), 2);
         for _ in 0..3 {
             for topic in ["a/x", "a/no", "w", "other", "a/y"] {
                 for access in [Access::Read, Access::Write, Access::Subscribe] {
@@ -1109,8 +1151,11 @@ mod tests {
                 }
             }
         }
-        assert!(cache.read.len() <= 2 && cache.write.len() <= 2);
+        assert!(!cache.is_empty() && cache.len() <= 4);
         assert!(cache.acl().check(Access::Read, "a/x"));
+        let who = id("c", Some("u"));
+        assert!(cache.authorize(&who, Access::Read, "a/x"));
+        assert!(cache.clone().is_empty());
     }
 
     #[test]
