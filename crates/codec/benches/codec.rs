@@ -110,13 +110,17 @@ fn r5_packet(p: &Packet) -> r5::Packet {
             r.pkid = x.packet_id;
             r5::Packet::Publish(r)
         }
-        Packet::Subscribe(s) => r5::Packet::Subscribe(r5::Subscribe::new(
-            r5::Filter::new(
-                s.filters[0].0.to_string(),
-                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-            ),
-            None,
-        )),
+        Packet::Subscribe(s) => {
+            let mut r = r5::Subscribe::new(
+                r5::Filter::new(
+                    s.filters[0].0.to_string(),
+                    rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                ),
+                None,
+            );
+            r.pkid = s.packet_id;
+            r5::Packet::Subscribe(r)
+        }
         _ => unreachable!(),
     }
 }

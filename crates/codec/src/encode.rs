@@ -66,14 +66,32 @@ fn vbi_len(v: u32) -> usize {
     }
 }
 
-fn str_len(s: &str, field: &'static str) -> Result<usize, EncodeError> {
-    if s.len() > 65_535 {
-        return Err(EncodeError::StringTooLong {
-            field,
-            len: s.len(),
-        });
+/// The bytes of a string to put on the wire. `ByteStr` is read through its `Bytes`, because its
+/// `Deref` to `str` re-checks UTF-8 on every call.
+trait Wire {
+    fn wire(&self) -> &[u8];
+}
+
+impl Wire for ByteStr {
+    #[inline]
+    fn wire(&self) -> &[u8] {
+        self.as_bytes()
     }
-    Ok(2 + s.len())
+}
+
+impl Wire for str {
+    #[inline]
+    fn wire(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+fn str_len<S: Wire + ?Sized>(s: &S, field: &'static str) -> Result<usize, EncodeError> {
+    let len = s.wire().len();
+    if len > 65_535 {
+        return Err(EncodeError::StringTooLong { field, len });
+    }
+    Ok(2 + len)
 }
 
 fn bin_len(b: &[u8], field: &'static str) -> Result<usize, EncodeError> {
@@ -465,8 +483,8 @@ fn put_bin(buf: &mut BytesMut, b: &[u8]) {
     buf.put_slice(b);
 }
 
-fn put_str(buf: &mut BytesMut, s: &str) {
-    put_bin(buf, s.as_bytes());
+fn put_str<S: Wire + ?Sized>(buf: &mut BytesMut, s: &S) {
+    put_bin(buf, s.wire());
 }
 
 /// Property writers: identifier then value, nothing when absent.

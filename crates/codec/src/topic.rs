@@ -45,9 +45,14 @@ pub fn validate_topic_name(topic: &str) -> Result<(), TopicError> {
 }
 
 /// The checks of [`validate_topic_name`] except emptiness, over bytes (UTF-8 checked elsewhere).
+#[inline]
 pub(crate) fn check_name_bytes(topic: &[u8]) -> Result<(), TopicError> {
     if topic.len() > MAX_TOPIC_LEN {
         return Err(TopicError::TooLong);
+    }
+    // Fast scan for the common case (no special byte); only then find out which rule broke.
+    if !has_wildcard_or_null(topic) {
+        return Ok(());
     }
     for &b in topic {
         match b {
@@ -59,26 +64,62 @@ pub(crate) fn check_name_bytes(topic: &[u8]) -> Result<(), TopicError> {
     Ok(())
 }
 
+/// Whether `bytes` holds `+`, `#` or NUL, eight bytes at a time (SWAR): this scan is on the path
+/// of every PUBLISH decoded, and the byte-by-byte loop was a third of its cost.
+#[inline]
+fn has_wildcard_or_null(bytes: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Non-zero iff some byte of `x` is zero (exact as a yes/no answer).
+    let zero_byte = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut found = 0u64;
+    for chunk in &mut chunks {
+        let Ok(word) = <[u8; 8]>::try_from(chunk) else {
+            continue;
+        };
+        let x = u64::from_le_bytes(word);
+        found |= zero_byte(x)
+            | zero_byte(x ^ (LO * u64::from(b'+')))
+            | zero_byte(x ^ (LO * u64::from(b'#')));
+    }
+    found != 0
+        || chunks
+            .remainder()
+            .iter()
+            .any(|&b| matches!(b, b'+' | b'#' | 0))
+}
+
 /// Checks a topic filter as used in SUBSCRIBE and UNSUBSCRIBE: non-empty [MQTT-4.7.3-1], `#` last
 /// and alone in its level [MQTT-4.7.1-2], `+` alone in its level [MQTT-4.7.1-3], no U+0000.
 /// A `$share/` prefix is not interpreted here; see [`parse_shared`].
 pub fn validate_topic_filter(filter: &str) -> Result<(), TopicError> {
+    check_filter_bytes(filter.as_bytes())
+}
+
+/// [`validate_topic_filter`] over bytes, in one pass (UTF-8 is checked elsewhere).
+pub(crate) fn check_filter_bytes(filter: &[u8]) -> Result<(), TopicError> {
     if filter.is_empty() {
         return Err(TopicError::Empty);
     }
     if filter.len() > MAX_TOPIC_LEN {
         return Err(TopicError::TooLong);
     }
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        if level.as_bytes().contains(&0) {
-            return Err(TopicError::NullCharacter);
-        }
-        if level.contains('#') && (level != "#" || levels.peek().is_some()) {
-            return Err(TopicError::MisplacedMultiLevelWildcard);
-        }
-        if level.contains('+') && level != "+" {
-            return Err(TopicError::MisplacedSingleLevelWildcard);
+    let at = |i: Option<usize>| i.and_then(|i| filter.get(i)).copied();
+    for (i, &b) in filter.iter().enumerate() {
+        let level_start = i == 0 || at(i.checked_sub(1)) == Some(b'/');
+        let next = at(i.checked_add(1));
+        match b {
+            0 => return Err(TopicError::NullCharacter),
+            // [MQTT-4.7.1-2]: alone in its level, and that level the last.
+            b'#' if !(level_start && next.is_none()) => {
+                return Err(TopicError::MisplacedMultiLevelWildcard);
+            }
+            // [MQTT-4.7.1-3]: alone in its level.
+            b'+' if !(level_start && matches!(next, None | Some(b'/'))) => {
+                return Err(TopicError::MisplacedSingleLevelWildcard);
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -142,6 +183,23 @@ mod tests {
     fn topic_name_and_filter_not_empty_mqtt_4_7_3_1() {
         assert_eq!(validate_topic_name(""), Err(TopicError::Empty));
         assert_eq!(validate_topic_filter(""), Err(TopicError::Empty));
+    }
+
+    #[test]
+    fn wildcard_scan_finds_every_position() {
+        for len in 0..40 {
+            let clean = vec![b'a'; len];
+            assert!(!has_wildcard_or_null(&clean));
+            for i in 0..len {
+                for special in [b'+', b'#', 0] {
+                    let mut t = clean.clone();
+                    t[i] = special;
+                    assert!(has_wildcard_or_null(&t), "{len} {i} {special}");
+                }
+            }
+        }
+        // Bytes next to the special ones (0x2A, 0x2C, 0x22, 0x24, 0x01, 0xFF) are not special.
+        assert!(!has_wildcard_or_null(b"*,\"$\x01\xff*,\"$\x01\xff\x80"));
     }
 
     #[test]
