@@ -39,6 +39,10 @@ use tokio::sync::watch;
 pub const FORMAT_VERSION: u32 = 1;
 const FORMAT_KEY: &[u8] = b"format_version";
 const SHARDS: usize = 16;
+/// Journal size at which fjall flushes memtables so that old journal files can go.
+const JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+/// Memtable size of each keyspace before it is flushed to a table file.
+const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
 /// With `durability = "none"`, how long the committer lets writes gather before a commit.
 const BACKGROUND_INTERVAL: Duration = Duration::from_millis(20);
 
@@ -155,8 +159,13 @@ struct Spaces {
 
 impl Spaces {
     fn open(path: &Path) -> fjall::Result<Spaces> {
-        let db = Database::builder(path).open()?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        // Small journals and memtables: recovery replays at most this much journal, and
+        // deleted (delivered) messages leave it soon.
+        let db = Database::builder(path)
+            .max_journaling_size(JOURNAL_BYTES)
+            .open()?;
+        let opts = || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES);
+        let ks = |name: &str| db.keyspace(name, opts);
         Ok(Spaces {
             meta: ks("meta")?,
             sessions: ks("sessions")?,
@@ -1047,6 +1056,8 @@ fn decode_message_body(
         properties: p.properties,
         expires_at,
         publisher,
+        username: None,
+        hops: 0,
     }))
 }
 
