@@ -208,24 +208,46 @@ impl Shared {
             self.deliver_to(&t.client_id, d);
         }
         for group in matches.shared {
-            // Prefer a connected member, in round-robin order; with none, queue in the first
-            // member's session so the message is not lost.
-            let chosen = group
+            // The first connected member, in round-robin order, with room in its queue gets the
+            // message; failing that, the next in turn's session queues it (or counts the drop),
+            // so a message for an offline member is never lost.
+            let delivery = |entry: &RouteEntry| Delivery {
+                message: message.clone(),
+                qos: message.qos.min(entry.options.qos),
+                retain: message.retain && entry.options.retain_as_published,
+                subscription_ids: entry.subscription_id.into_iter().collect(),
+            };
+            let taken = group
                 .members
                 .iter()
-                .find(|(c, _)| self.shard(c).contains_key(c))
-                .or_else(|| group.members.first());
-            if let Some((client, entry)) = chosen {
-                let d = Delivery {
-                    message: message.clone(),
-                    qos: message.qos.min(entry.options.qos),
-                    retain: message.retain && entry.options.retain_as_published,
-                    subscription_ids: entry.subscription_id.into_iter().collect(),
-                };
-                self.deliver_to(client, d);
+                .any(|(client, entry)| self.offer_online(client, delivery(entry)));
+            if !taken && let Some((client, entry)) = group.members.first() {
+                self.deliver_to(client, delivery(entry));
             }
         }
         self.sessions.durable().and(self.retained.durable())
+    }
+
+    /// Puts a delivery in the client's mailbox if it is connected and its queue has room;
+    /// false (nothing counted) otherwise.
+    fn offer_online(&self, client_id: &str, d: Delivery) -> bool {
+        let limits = self.proto.queue;
+        let shard = self.shard(client_id);
+        let Some(online) = shard.get(client_id) else {
+            return false;
+        };
+        let mut mb = lock(&online.mailbox);
+        let full = (limits.max_messages != 0 && mb.queue.len() >= limits.max_messages)
+            || (limits.max_bytes != 0 && mb.bytes + d.queued_size() > limits.max_bytes);
+        if full {
+            return false;
+        }
+        mb.bytes += d.queued_size();
+        mb.queue.push_back(d);
+        drop(mb);
+        online.notify.notify_one();
+        self.stats.messages_queued.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Puts a delivery in the client's mailbox if it is connected, else in its stored session.

@@ -422,3 +422,36 @@ async fn invalid_utf8_topic_is_malformed_0x81_mqtt_1_5_4_1() {
     );
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn shared_group_skips_member_whose_queue_is_full() {
+    let mut cfg = config();
+    cfg.broker.max_queued_messages = 1;
+    let (broker, addr) = start_with(cfg).await;
+    let mut slow = connect_v5("slow", true, None);
+    if let Packet::Connect(c) = &mut slow {
+        c.properties.receive_maximum = Some(1);
+    }
+    let (mut a, _) = raw_connected(addr, slow).await;
+    let (mut b, _) = raw_connected(addr, connect_v5("fast", true, None)).await;
+    for r in [&mut a, &mut b] {
+        r.send(&subscribe("$share/g/job", QoS::AtLeastOnce)).await;
+        assert!(matches!(r.recv().await, Some(Packet::SubAck(_))));
+    }
+    let (mut p, _) = raw_connected(addr, connect_v5("p", true, None)).await;
+    for id in 1..=6u16 {
+        p.send(&publish("job", QoS::AtLeastOnce, id, b"j")).await;
+        assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
+    }
+    // `slow` never acknowledges: one message in flight, one queued; the other four go to `fast`.
+    let mut fast = 0;
+    while fast < 4 {
+        let Some(Packet::Publish(m)) = b.recv().await else {
+            panic!("fast member got {fast} messages")
+        };
+        b.send(&Packet::PubAck(PubAck::new(m.packet_id))).await;
+        fast += 1;
+    }
+    assert_eq!(broker.handle().stats().dropped_queue_full, 0);
+    broker.shutdown().await;
+}
