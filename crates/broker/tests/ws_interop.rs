@@ -79,6 +79,21 @@ async fn mqttjs_over_ws_and_wss() {
         .await
         .unwrap();
     assert!(!o.status.success(), "{}", text(&o));
+
+    // wss:// with a client certificate required: MQTT.js with one gets in, without is refused.
+    let mut mtls = ListenerConfig::ws("127.0.0.1:0".parse().unwrap());
+    mtls.tls = Some(pki.tls(true));
+    let (b2, mtls_addr) = start(vec![mtls]).await;
+    let url = format!("wss://localhost:{}/mqtt", mtls_addr.port());
+    let (cert, key) = pki.client_files("browser-user");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let o = mqttjs(&[&url, "--ca", &ca, "--cert", &cert, "--key", &key])
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = mqttjs(&[&url, "--ca", &ca]).await.unwrap();
+    assert!(!o.status.success(), "no client certificate: {}", text(&o));
+    b2.shutdown().await;
     b.shutdown().await;
 }
 

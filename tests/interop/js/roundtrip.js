@@ -2,7 +2,7 @@
 // subscribes to a topic, publishes to it and waits for its own message.
 // Prints `OK <payload>` and exits 0; prints `ERROR <why>` and exits 1 otherwise.
 //
-// usage: node roundtrip.js URL [--ca FILE] [--protocol-version 4|5] [--topic T]
+// usage: node roundtrip.js URL [--ca FILE] [--cert FILE --key FILE] [--protocol-version 4|5] [--topic T]
 'use strict';
 const fs = require('fs');
 const mqtt = require('mqtt');
@@ -24,6 +24,11 @@ const ca = opt('--ca');
 if (ca) {
   options.ca = fs.readFileSync(ca);
   options.rejectUnauthorized = true;
+}
+const cert = opt('--cert');
+if (cert) {
+  options.cert = fs.readFileSync(cert);
+  options.key = fs.readFileSync(opt('--key'));
 }
 
 let done = false;
