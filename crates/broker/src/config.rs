@@ -65,6 +65,10 @@ pub struct Config {
     /// `[auth]`: password and ACL files every listener uses unless it sets its own.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// `[[rules]]`: the rules engine's rules (docs/rules.md), checked by
+    /// [`crate::rules::RulesRuntime::start`].
+    #[serde(default)]
+    pub rules: Vec<tern_rules::RuleConfig>,
 }
 
 /// `[auth]`: defaults for every listener; each listener may override each key.

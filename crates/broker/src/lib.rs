@@ -11,6 +11,7 @@ pub mod config;
 pub mod message;
 pub mod protocol;
 pub mod router;
+pub mod rules;
 mod server;
 pub mod session;
 pub mod store;

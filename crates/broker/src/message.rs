@@ -28,6 +28,12 @@ pub struct Message {
     pub expires_at: Option<Instant>,
     /// Client id of the publisher, for No Local; `None` for messages injected by the broker.
     pub publisher: Option<Arc<str>>,
+    /// User name the publisher authenticated with (the rules engine's `username`); `None` for
+    /// anonymous clients, wills and injected messages.
+    pub username: Option<Arc<str>>,
+    /// How many rule republishes led to this message, 0 for a client's: the rules engine's loop
+    /// guard. Kept inside the broker, never sent on the wire.
+    pub hops: u8,
 }
 
 impl Message {
@@ -46,6 +52,8 @@ impl Message {
             properties: PublishProperties::default(),
             expires_at: None,
             publisher: None,
+            username: None,
+            hops: 0,
         }
     }
 

@@ -4,7 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Weak;
+use std::time::Duration;
 use tern_broker::config::{ListenerConfig, ListenerProtocol};
+use tern_broker::rules::RulesRuntime;
 use tern_broker::store::fjall_store::FjallStore;
 use tern_broker::{Broker, Config};
 
@@ -58,10 +61,24 @@ pub fn run(args: BrokerArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, args.config))
 }
 
-async fn serve(config: Config) -> ExitCode {
+/// How long shutdown waits for queued webhooks of the rules engine.
+const WEBHOOK_DRAIN: Duration = Duration::from_secs(5);
+
+async fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
+    let mut rules = match RulesRuntime::start(&config.rules) {
+        Ok(r) => r,
+        Err(e) => {
+            let origin = path.as_deref().unwrap_or(std::path::Path::new("<config>"));
+            eprintln!("tern broker: {}: [[rules]]: {e}", origin.display());
+            return match e {
+                tern_rules::EngineError::Rule(_) => ExitCode::from(2),
+                tern_rules::EngineError::Webhook(_) => ExitCode::FAILURE,
+            };
+        }
+    };
     let store = if config.storage.persistence {
         match FjallStore::open(&config.storage) {
             Ok(s) => Some(s),
@@ -73,7 +90,7 @@ async fn serve(config: Config) -> ExitCode {
     } else {
         None
     };
-    let mut broker = Broker::new(config);
+    let mut broker = Broker::new(config).with_publish_hook(rules.hook());
     if let Some(s) = &store {
         broker = broker
             .with_session_store(s.clone())
@@ -104,7 +121,9 @@ async fn serve(config: Config) -> ExitCode {
         })
         .collect();
     tracing::info!("tern broker listening on {}", addrs.join(", "));
-    reload_on_sighup(broker.handle());
+    rules.run(broker.handle());
+    let engine = rules.engine().map_or_else(Weak::new, |e| std::sync::Arc::downgrade(&e));
+    reload_on_sighup(broker.handle(), engine, path);
     let signal = shutdown_signal();
     tokio::select! {
         name = signal => tracing::info!(signal = name, "shutting down"),
@@ -115,12 +134,19 @@ async fn serve(config: Config) -> ExitCode {
         // Every session has been handed back: commit and sync the last writes.
         s.close();
     }
+    // Logs the rules' counters, then lets queued webhooks finish.
+    rules.shutdown(WEBHOOK_DRAIN).await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
-/// SIGHUP reloads TLS certificates, password and ACL files without dropping connections.
-fn reload_on_sighup(handle: tern_broker::BrokerHandle) {
+/// SIGHUP reloads TLS certificates, password and ACL files without dropping connections, and
+/// the `[[rules]]` of the configuration file (on error the rules in force stay).
+fn reload_on_sighup(
+    handle: tern_broker::BrokerHandle,
+    rules: Weak<tern_rules::RuleEngine>,
+    path: Option<PathBuf>,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -134,6 +160,19 @@ fn reload_on_sighup(handle: tern_broker::BrokerHandle) {
                             failed,
                             "reloaded certificates, password and ACL files"
                         );
+                        if let (Some(path), Some(engine)) = (&path, rules.upgrade()) {
+                            match Config::from_file(path) {
+                                // The engine logs the outcome, naming the rule on error.
+                                Ok(c) => {
+                                    let _ = engine.reload(&c.rules);
+                                }
+                                Err(e) => tracing::error!(
+                                    signal = "SIGHUP",
+                                    error = %e,
+                                    "rules not reloaded; the previous rules stay in force"
+                                ),
+                            }
+                        }
                     }
                 });
             }
@@ -141,7 +180,7 @@ fn reload_on_sighup(handle: tern_broker::BrokerHandle) {
         }
     }
     #[cfg(not(unix))]
-    let _ = handle;
+    let _ = (handle, rules, path);
 }
 
 async fn shutdown_signal() -> &'static str {

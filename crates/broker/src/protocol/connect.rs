@@ -80,6 +80,8 @@ impl Connection {
                 },
                 expires_at: None,
                 publisher: None,
+                username: None,
+                hops: 0,
             };
             Will {
                 message,

@@ -144,6 +144,9 @@ impl Connection {
             properties,
             expires_at: None,
             publisher: self.session.as_ref().map(|s| s.client_id.clone()),
+            // Set by the connection driver, which knows the authenticated user name.
+            username: None,
+            hops: 0,
         }
         .with_expiry_interval(expiry, now);
         self.actions.push_back(Action::Publish(Arc::new(message)));
