@@ -455,3 +455,33 @@ async fn shared_group_skips_member_whose_queue_is_full() {
     assert_eq!(broker.handle().stats().dropped_queue_full, 0);
     broker.shutdown().await;
 }
+
+#[tokio::test]
+async fn client_that_never_reads_is_bounded_and_others_unaffected() {
+    let (broker, addr) = start().await;
+    let (mut sink, _) = raw_connected(addr, connect_v5("sink", true, None)).await;
+    sink.send(&subscribe("flood", QoS::AtMostOnce)).await;
+    assert!(matches!(sink.recv().await, Some(Packet::SubAck(_))));
+    // From here `sink` never reads again.
+    let (mut p, _) = raw_connected(addr, connect_v5("p", true, None)).await;
+    let payload = bytes::Bytes::from(vec![7u8; 4096]);
+    for i in 0..5000u16 {
+        p.send(&Packet::Publish(Publish {
+            topic: "flood".into(),
+            payload: payload.clone(),
+            ..Default::default()
+        }))
+        .await;
+        if i % 500 == 0 {
+            p.send(&Packet::PingReq).await;
+            assert!(matches!(p.recv().await, Some(Packet::PingResp)));
+        }
+    }
+    let (mut other, _) = raw_connected(addr, connect_v5("other", true, None)).await;
+    other.send(&Packet::PingReq).await;
+    assert!(matches!(other.recv().await, Some(Packet::PingResp)));
+    let stats = broker.handle().stats();
+    assert!(stats.dropped_queue_full > 0, "{stats:?}");
+    drop(sink);
+    broker.shutdown().await;
+}
