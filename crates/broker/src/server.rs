@@ -481,7 +481,8 @@ impl Driver {
             return;
         };
         let (client_id, assigned): (Arc<str>, Option<ByteStr>) = if req.client_id.is_empty() {
-            let id = format!("tern-{:x}-{:x}", self.conn_id, std::process::id());
+            // Random, so an id assigned now never names a session stored by an earlier run.
+            let id = format!("tern-{:016x}", rand::random::<u64>());
             (Arc::from(id.as_str()), Some(ByteStr::from(id)))
         } else {
             (Arc::from(req.client_id.as_str()), None)
