@@ -165,7 +165,10 @@ impl RulesRuntime {
         }
         let dropped = self.dropped();
         if dropped > 0 {
-            tracing::warn!(dropped, "rule republishes dropped: queue to the broker full");
+            tracing::warn!(
+                dropped,
+                "rule republishes dropped: queue to the broker full"
+            );
         }
         if let Some(task) = self.webhook_task.take()
             && tokio::time::timeout(timeout, task).await.is_err()
@@ -181,7 +184,11 @@ impl RulesRuntime {
 /// Routes one rule output as a message from the broker itself.
 fn republish(handle: &BrokerHandle, r: Republish) {
     let Some(qos) = QoS::from_u8(r.qos) else {
-        tracing::warn!(rule_id = &*r.rule_id, qos = r.qos, "republish with an invalid QoS dropped");
+        tracing::warn!(
+            rule_id = &*r.rule_id,
+            qos = r.qos,
+            "republish with an invalid QoS dropped"
+        );
         return;
     };
     let mut message = Message::new(r.topic, r.payload, qos, r.retain);
@@ -234,7 +241,8 @@ impl PublishHook for RulesHook {
                 // Logged at the first drop and then at every power of two, not per message.
                 if n.is_power_of_two() {
                     let r = match &e {
-                        mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
+                        mpsc::error::TrySendError::Full(r)
+                        | mpsc::error::TrySendError::Closed(r) => r,
                     };
                     tracing::warn!(rule_id = &*r.rule_id, topic = %r.topic, dropped = n, "rule republish dropped: queue to the broker full");
                 }

@@ -122,7 +122,9 @@ async fn serve(config: Config, path: Option<PathBuf>) -> ExitCode {
         .collect();
     tracing::info!("tern broker listening on {}", addrs.join(", "));
     rules.run(broker.handle());
-    let engine = rules.engine().map_or_else(Weak::new, |e| std::sync::Arc::downgrade(&e));
+    let engine = rules
+        .engine()
+        .map_or_else(Weak::new, |e| std::sync::Arc::downgrade(&e));
     reload_on_sighup(broker.handle(), engine, path);
     let signal = shutdown_signal();
     tokio::select! {
