@@ -105,6 +105,19 @@ impl Mosquitto {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// Waits until Mosquitto's log (with `log_type all`) holds `needle`.
+    fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` in mosquitto's log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Mosquitto {
@@ -316,7 +329,10 @@ fn acl_decisions_match_mosquitto() {
     let mosq = Mosquitto::start(
         &broker,
         &dir,
-        &format!("allow_anonymous true\nacl_file {}", acl_path.display()),
+        &format!(
+            "allow_anonymous true\nlog_type all\nacl_file {}",
+            acl_path.display()
+        ),
     );
     let port = mosq.port;
     let who = identities();
@@ -337,7 +353,7 @@ fn acl_decisions_match_mosquitto() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    mosq.wait_for_log("Sending SUBACK to observer");
     let mut expected_writes = BTreeSet::new();
     for (w, identity) in who.iter().enumerate() {
         for (t, topic) in TOPICS.iter().enumerate() {
@@ -380,7 +396,9 @@ fn acl_decisions_match_mosquitto() {
             cmd.stdout(Stdio::piped()).spawn().unwrap()
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(700));
+    for identity in &who {
+        mosq.wait_for_log(&format!("Sending SUBACK to {}", identity.client_id));
+    }
     for (t, topic) in TOPICS.iter().enumerate() {
         run(Command::new(&publish)
             .args(client_args(&writer, port))
