@@ -303,12 +303,17 @@ impl Progress {
     /// How often [`Progress::tick`] should be called.
     pub const INTERVAL: Duration = Duration::from_millis(500);
 
-    /// Redraws with the rates since the previous call; `phase` says what the run is doing.
+    /// Redraws with the rates since the previous redraw (calls closer together than half an
+    /// [`Progress::INTERVAL`] are ignored); `phase` says what the run is doing.
     pub fn tick(&mut self, phase: &str) {
         if self.bar.is_hidden() {
             return;
         }
         let now = Instant::now();
+        // Rates over less than half an interval would only flicker.
+        if now.duration_since(self.last.0) < Self::INTERVAL / 2 {
+            return;
+        }
         let sent = self.counters.sent.load(Ordering::Relaxed);
         let received = self.counters.received.load(Ordering::Relaxed);
         let connected = self.counters.connected.load(Ordering::Relaxed);
