@@ -523,12 +523,21 @@ impl Driver {
         self.online = Some(online);
         // The ACL is resolved once per session, with the final client id and user name
         // (the certificate's with `use_identity_as_username`).
-        if let (None, Some(acl)) = (&shared.authorizer, &tables.acl) {
-            let who = ClientIdentity {
-                client_id: self.client_id.to_string(),
-                username,
-            };
-            self.conn.set_authorizer(Arc::new(acl.session(&who)));
+        let who = ClientIdentity {
+            client_id: self.client_id.to_string(),
+            username,
+        };
+        match (&shared.authorizer, &tables.acl) {
+            // A custom authorizer is asked about this identity, not the CONNECT's user name.
+            (Some(custom), _) => {
+                self.conn
+                    .set_authorizer(Arc::new(crate::transport::FixedIdentity::new(
+                        custom.clone(),
+                        who,
+                    )))
+            }
+            (None, Some(acl)) => self.conn.set_authorizer(Arc::new(acl.session(&who))),
+            (None, None) => {}
         }
         self.conn.accept(
             Accepted {

@@ -278,3 +278,51 @@ async fn missing_or_bad_files_stop_the_broker_naming_the_file() {
     .to_string();
     assert!(e.contains("other.key"), "{e}");
 }
+
+/// Only `alice` may use `x`: records what the broker says the user name is.
+struct OnlyAlice;
+
+impl tern_broker::auth::Authorizer for OnlyAlice {
+    fn authorize(
+        &self,
+        who: &tern_broker::auth::ClientIdentity,
+        _access: tern_broker::auth::Access,
+        _topic: &str,
+    ) -> bool {
+        who.username.as_deref() == Some("alice")
+    }
+}
+
+#[tokio::test]
+async fn custom_authorizer_sees_the_certificate_identity_not_the_connect_user_name() {
+    let pki = Pki::new("mtls-custom-authz");
+    let l = listener(Some(tern_broker::config::TlsConfig {
+        use_identity_as_username: true,
+        ..pki.tls(true)
+    }));
+    let b = tern_broker::Broker::new(tern_broker::Config {
+        listeners: vec![l],
+        ..Default::default()
+    })
+    .with_authorizer(std::sync::Arc::new(OnlyAlice))
+    .start()
+    .await
+    .unwrap();
+    let addr = b.local_addrs()[0];
+    let ca = pki.ca.der();
+    let bob = pki.ca.client("bob");
+    let s = tls_connect(addr, client_config(&ca, Some(&bob), BOTH), "localhost").await;
+    let mut c = Client::new(s.unwrap(), V5);
+    assert_eq!(c.connect("c", Some("alice"), None).await, success());
+    assert_eq!(
+        c.subscribe("x").await,
+        0x87,
+        "bob's certificate, whatever CONNECT says"
+    );
+    let alice = pki.ca.client("alice");
+    let s = tls_connect(addr, client_config(&ca, Some(&alice), BOTH), "localhost").await;
+    let mut c = Client::new(s.unwrap(), V5);
+    assert_eq!(c.connect("d", Some("mallory"), None).await, success());
+    assert_eq!(c.subscribe("x").await, 0x00);
+    b.shutdown().await;
+}

@@ -10,6 +10,7 @@
 pub mod tls;
 pub mod ws;
 
+use crate::auth::{Access, Authorizer, ClientIdentity};
 use crate::auth::{
     AclFile, AclFileError, ListenerAuthenticator, LoginBackoff, PasswordFile, PasswordFileError,
 };
@@ -329,6 +330,26 @@ impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.listener.limit.release();
         self.transports.limit.release();
+    }
+}
+
+/// An authorizer asked about one fixed identity, whatever the caller passes: the final client
+/// id and the user name the listener established (a certificate's, with
+/// `use_identity_as_username`), rather than what the client claimed in CONNECT.
+pub(crate) struct FixedIdentity {
+    inner: Arc<dyn Authorizer>,
+    who: ClientIdentity,
+}
+
+impl FixedIdentity {
+    pub(crate) fn new(inner: Arc<dyn Authorizer>, who: ClientIdentity) -> Self {
+        FixedIdentity { inner, who }
+    }
+}
+
+impl Authorizer for FixedIdentity {
+    fn authorize(&self, _who: &ClientIdentity, access: Access, topic: &str) -> bool {
+        self.inner.authorize(&self.who, access, topic)
     }
 }
 
