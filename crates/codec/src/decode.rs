@@ -43,8 +43,8 @@ pub fn decode(
     if buf.len() < size {
         return Ok(None);
     }
-    let mut body = buf.split_to(size).freeze();
-    body.advance(header_len);
+    buf.advance(header_len);
+    let body = buf.split_to(remaining).freeze();
     // PUBLISH is built where it is returned: a `Packet` is a few hundred bytes, and moving it
     // through each layer showed up as a large share of decoding time.
     if byte1 >> 4 == 3 {
@@ -260,6 +260,11 @@ fn read_string(r: &mut Bytes, field: &'static str) -> Result<ByteStr, DecodeErro
 #[inline]
 fn read_topic_name(r: &mut Bytes, field: &'static str) -> Result<ByteStr, DecodeError> {
     let bytes = read_binary(r, field)?;
+    let scan = topic::scan(&bytes);
+    if !scan.special && scan.ascii {
+        // The common case, checked in one pass.
+        return Ok(ByteStr::from_checked_ascii(bytes));
+    }
     topic::check_name_bytes(&bytes).map_err(|e| match e {
         TopicError::NullCharacter => DecodeError::NullCharacter { field },
         e => DecodeError::InvalidTopicName(e),

@@ -107,6 +107,13 @@ impl ByteStr {
         Some(ByteStr(bytes))
     }
 
+    /// Wraps bytes the caller has checked to be ASCII (hence UTF-8), skipping a second check.
+    #[inline]
+    pub(crate) fn from_checked_ascii(bytes: Bytes) -> ByteStr {
+        debug_assert!(bytes.is_ascii());
+        ByteStr(bytes)
+    }
+
     /// A string from a static literal, without copying.
     pub const fn from_static(s: &'static str) -> ByteStr {
         ByteStr(Bytes::from_static(s.as_bytes()))
