@@ -225,6 +225,13 @@ impl EventLoop {
 
     /// Serves an established connection until it ends.
     async fn serve(&mut self, mut connection: Connection) -> Ended {
+        // Packets that arrived together with CONNACK (a resumed session's queued messages) are
+        // already buffered: handle them now, not when more bytes happen to come.
+        if let Err(e) = self.handle_input() {
+            let _ = self.flush(&mut connection).await;
+            connection.close().await;
+            return Ended::Lost(e);
+        }
         loop {
             // Write first: a QoS 0 publish is complete once written, so its caller hears of it
             // only after the write (flush dispatches the outputs).

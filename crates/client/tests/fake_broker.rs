@@ -531,3 +531,30 @@ async fn v311_unsubscribe_and_puback() {
     client.disconnect().await.unwrap();
     assert!(matches!(c.recv().await, Packet::Disconnect(_)));
 }
+
+/// A resumed session's messages often arrive in the same segment as CONNACK; they must be
+/// delivered (and acknowledged) without waiting for more bytes.
+#[tokio::test]
+async fn messages_in_the_same_segment_as_connack_are_handled() {
+    let server = Server::new().await;
+    let connecting = tokio::spawn(Client::connect(session(&server)));
+    let (mut c, _) = server.accept(V5).await;
+    let mut bytes = BytesMut::new();
+    encode(&Packet::ConnAck(ConnAck::default()), V5, &mut bytes).unwrap();
+    let queued = Publish {
+        topic: "queued".into(),
+        qos: QoS::AtLeastOnce,
+        packet_id: 4,
+        payload: "while you were away".into(),
+        ..Default::default()
+    };
+    encode(&Packet::Publish(queued), V5, &mut bytes).unwrap();
+    c.stream.write_all(&bytes).await.unwrap();
+    let (_client, mut messages) = connecting.await.unwrap().unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(2), messages.recv())
+        .await
+        .expect("delivered without further input")
+        .unwrap();
+    assert_eq!(m.topic, "queued");
+    assert_eq!(c.recv().await, Packet::PubAck(PubAck::new(4)));
+}

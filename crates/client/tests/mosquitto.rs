@@ -168,7 +168,14 @@ async fn qos2_message_delivered_once_after_broker_restart() {
     while seen.len() < N {
         let m = tokio::time::timeout_at(deadline, messages.recv())
             .await
-            .unwrap_or_else(|_| panic!("only {} of {N} messages arrived", seen.len()))
+            .unwrap_or_else(|_| {
+                let missing: Vec<usize> = (0..N).filter(|i| !seen.contains_key(i)).collect();
+                panic!(
+                    "only {} of {N} messages arrived; missing {missing:?}; broker log:\n{}",
+                    seen.len(),
+                    broker.log()
+                )
+            })
             .unwrap();
         let i: usize = std::str::from_utf8(&m.payload).unwrap().parse().unwrap();
         *seen.entry(i).or_default() += 1;
@@ -186,8 +193,10 @@ async fn qos2_message_delivered_once_after_broker_restart() {
             "QoS 2 message {i} must arrive exactly once"
         );
     }
-    // Both clients really reconnected to the restarted broker and resumed their sessions.
+    // Both clients really reconnected to the restarted broker and resumed their sessions,
+    // which the broker really persisted.
     let log = broker.log();
+    assert!(!log.contains("Error saving"), "{log}");
     let connects = |id: &str| {
         log.lines()
             .filter(|l| l.contains("New client connected") && l.contains(id))

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// Mosquitto's default log types, plus `subscribe` so tests can wait for a subscription.
+const LOG_TYPES: &str =
+    "log_type error\nlog_type warning\nlog_type notice\nlog_type information\nlog_type subscribe\n";
+
 /// Path of the mosquitto binary, or None (panicking under CI).
 pub fn mosquitto_binary() -> Option<PathBuf> {
     for candidate in [
@@ -93,11 +97,18 @@ impl Mosquitto {
         let binary = mosquitto_binary()?;
         let port = free_port();
         let dir = temp_dir("mosquitto");
+        // Run as root, mosquitto drops to its own user: let it write its persistence file.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
         let conf = dir.join("mosquitto.conf");
         let globals = globals.replace("{dir}", &dir.display().to_string());
         std::fs::write(
             &conf,
-            format!("per_listener_settings false\n{globals}listener {port} 127.0.0.1\n{extra}"),
+            format!(
+                "per_listener_settings false\n{LOG_TYPES}{globals}listener {port} 127.0.0.1\n{extra}"
+            ),
         )
         .unwrap();
         let mut ports = vec![port];
@@ -172,6 +183,20 @@ impl Mosquitto {
     /// Everything the broker logged so far (all runs).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// Waits (up to 10 s) until the broker logged a subscription by `client_id`.
+    pub fn wait_subscribed(&self, client_id: &str) {
+        let needle = format!(": {client_id} ");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.log().lines().any(|l| l.contains(&needle)) {
+            assert!(
+                Instant::now() < deadline,
+                "{client_id} never subscribed: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// `mqtt://127.0.0.1:port`.
