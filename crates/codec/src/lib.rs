@@ -8,6 +8,16 @@
 //!   topics, strings, binary properties and payloads are slices of the received bytes.
 //! - [`encode`] computes the exact size first ([`encoded_len`]), reserves once, then writes.
 //! - [`topic`] validates topic names and filters and matches them.
+//!
+//! Notes for users:
+//! - After a [`DecodeError`] the buffer may have been partly consumed: close the connection,
+//!   sending [`DecodeError::reason_code`] in CONNACK or DISCONNECT (v5) first.
+//! - A CONNECT is decoded by its own protocol level; read the session's version from
+//!   [`Connect::protocol`] and pass it for every later packet.
+//! - Encoding for 3.1/3.1.1 maps v5 CONNACK error codes to the 3.1.1 return codes
+//!   ([`ReasonCode::to_v3_connack`]) and SUBACK failure codes to 0x80.
+//! - [`ByteStr`]'s `Deref` to `str` re-checks UTF-8 on each call (it holds `Bytes`): on hot
+//!   paths, take `as_str()` once, or compare `as_bytes()`.
 
 #![forbid(unsafe_code)]
 
