@@ -13,7 +13,7 @@ use crate::config::{Config, ListenerConfig};
 use crate::message::{Delivery, Message};
 use crate::protocol::{ProtocolConfig, Will};
 use crate::router::{RouteEntry, Router, TrieRouter};
-use crate::session::{QueueOutcome, SessionState};
+use crate::session::{QueueLimits, QueueOutcome, SessionState};
 use crate::store::memory::{MemoryRetainedStore, MemorySessionStore};
 use crate::store::{Durable, RetainedStore, SessionStore};
 use std::collections::{HashMap, VecDeque};
@@ -71,6 +71,11 @@ pub struct Stats {
     pub dropped_qos0_offline: AtomicU64,
     /// Messages dropped at a connection: expired, too large for the client, or unauthorized.
     pub dropped_at_connection: AtomicU64,
+    /// QoS 1/2 deliveries dropped because the subscriber made no progress for
+    /// `slow_consumer_timeout` (also counted in `dropped_queue_full`).
+    pub dropped_slow_consumer: AtomicU64,
+    /// Times a publishing connection stopped reading because a subscriber's queue was full.
+    pub publishers_paused: AtomicU64,
 }
 
 /// A plain copy of [`Stats`].
@@ -88,6 +93,10 @@ pub struct StatsSnapshot {
     pub dropped_qos0_offline: u64,
     /// Dropped at a connection.
     pub dropped_at_connection: u64,
+    /// QoS 1/2 dropped: the subscriber made no progress for `slow_consumer_timeout`.
+    pub dropped_slow_consumer: u64,
+    /// Publishers paused for a full subscriber queue.
+    pub publishers_paused: u64,
 }
 
 impl Stats {
@@ -100,6 +109,8 @@ impl Stats {
             dropped_queue_full: l(&self.dropped_queue_full),
             dropped_qos0_offline: l(&self.dropped_qos0_offline),
             dropped_at_connection: l(&self.dropped_at_connection),
+            dropped_slow_consumer: l(&self.dropped_slow_consumer),
+            publishers_paused: l(&self.publishers_paused),
         }
     }
 }
@@ -109,6 +120,29 @@ impl Stats {
 pub(crate) struct Mailbox {
     pub(crate) queue: VecDeque<Delivery>,
     pub(crate) bytes: usize,
+    /// When a delivery last found the mailbox full with no pop since: the subscriber has made
+    /// no progress from then on. Every pop clears it.
+    stalled_since: Option<Instant>,
+    /// A publisher waits for room ([`Online::room`]).
+    waiting: bool,
+}
+
+impl Mailbox {
+    /// Whether one more delivery of `size` queued bytes would go over the limits.
+    fn is_full(&self, limits: &QueueLimits, size: usize) -> bool {
+        (limits.max_messages != 0 && self.queue.len() >= limits.max_messages)
+            || (limits.max_bytes != 0 && self.bytes + size > limits.max_bytes)
+    }
+}
+
+/// The mailboxes a publishing connection pushed over their limit: it stops reading its socket
+/// until they have room again (back-pressure), or until `slow_consumer_timeout`.
+#[derive(Debug, Default)]
+pub(crate) struct Pressure {
+    /// The publishing connection (its own mailbox never pauses it).
+    pub(crate) conn_id: u64,
+    /// Mailboxes over their limit, each once.
+    pub(crate) full: Vec<Arc<Online>>,
 }
 
 /// A connected client as the registry sees it.
@@ -117,6 +151,10 @@ pub(crate) struct Online {
     pub(crate) conn_id: u64,
     pub(crate) mailbox: Mutex<Mailbox>,
     pub(crate) notify: Notify,
+    /// The session's queue limits, which the mailbox applies.
+    limits: QueueLimits,
+    /// Wakes publishers paused on this mailbox once it has room.
+    room: Notify,
     /// Cancelled to take the session over (the connection closes with 0x8E).
     pub(crate) kick: CancellationToken,
     /// Cancelled once the connection has handed its session back.
@@ -124,11 +162,13 @@ pub(crate) struct Online {
 }
 
 impl Online {
-    pub(crate) fn new(conn_id: u64) -> Self {
+    pub(crate) fn new(conn_id: u64, limits: QueueLimits) -> Self {
         Online {
             conn_id,
             mailbox: Mutex::new(Mailbox::default()),
             notify: Notify::new(),
+            limits,
+            room: Notify::new(),
             kick: CancellationToken::new(),
             done: CancellationToken::new(),
         }
@@ -138,7 +178,37 @@ impl Online {
         let mut mb = lock(&self.mailbox);
         let d = mb.queue.pop_front()?;
         mb.bytes = mb.bytes.saturating_sub(d.queued_size());
+        mb.stalled_since = None;
+        let wake = mb.waiting && !mb.is_full(&self.limits, 0);
+        if wake {
+            mb.waiting = false;
+        }
+        drop(mb);
+        if wake {
+            self.room.notify_waiters();
+        }
         Some(d)
+    }
+
+    /// Resolves once the mailbox is under its limits, or its connection has ended.
+    pub(crate) async fn room(&self) {
+        loop {
+            let notified = self.room.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the check, so a pop in between is not missed.
+            notified.as_mut().enable();
+            {
+                let mut mb = lock(&self.mailbox);
+                if !mb.is_full(&self.limits, 0) {
+                    return;
+                }
+                mb.waiting = true;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = self.done.cancelled() => return,
+            }
+        }
     }
 }
 
@@ -166,6 +236,9 @@ pub(crate) struct Shared {
     hasher: crate::router::FastState,
     pending_wills: Mutex<HashMap<Arc<str>, (u64, CancellationToken)>>,
     pub(crate) stats: Stats,
+    /// How long a full mailbox of a connected client may pause its publishers without making
+    /// progress before QoS 1/2 deliveries to it are dropped; zero: drop at once.
+    pub(crate) slow_consumer_timeout: Duration,
     next_id: AtomicU64,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
@@ -185,6 +258,17 @@ impl Shared {
     /// Routes a message to every matching subscription, storing it first if retained. The
     /// ticket resolves once what the stores wrote for it is durable (PUBACK/PUBREC waits on it).
     pub(crate) fn publish(&self, message: Arc<Message>) -> Durable {
+        self.publish_from(message, None)
+    }
+
+    /// [`Shared::publish`] for a client connection: a QoS 1/2 delivery that finds a connected
+    /// subscriber's mailbox full is queued over the limit and the mailbox added to `pressure`,
+    /// so the publisher pauses instead of the message being dropped.
+    pub(crate) fn publish_from(
+        &self,
+        message: Arc<Message>,
+        mut pressure: Option<&mut Pressure>,
+    ) -> Durable {
         self.stats.messages_received.fetch_add(1, Ordering::Relaxed);
         for h in &self.hooks {
             h.on_publish(&message);
@@ -205,7 +289,7 @@ impl Shared {
                 retain: message.retain && t.retain_as_published,
                 subscription_ids: t.subscription_ids,
             };
-            self.deliver_to(&t.client_id, d);
+            self.deliver(&t.client_id, d, pressure.as_deref_mut());
         }
         for group in matches.shared {
             // The first connected member, in round-robin order, with room in its queue gets the
@@ -222,7 +306,7 @@ impl Shared {
                 .iter()
                 .any(|(client, entry)| self.offer_online(client, delivery(entry)));
             if !taken && let Some((client, entry)) = group.members.first() {
-                self.deliver_to(client, delivery(entry));
+                self.deliver(client, delivery(entry), pressure.as_deref_mut());
             }
         }
         self.sessions.durable().and(self.retained.durable())
@@ -237,9 +321,7 @@ impl Shared {
             return false;
         };
         let mut mb = lock(&online.mailbox);
-        let full = (limits.max_messages != 0 && mb.queue.len() >= limits.max_messages)
-            || (limits.max_bytes != 0 && mb.bytes + d.queued_size() > limits.max_bytes);
-        if full {
+        if mb.is_full(&limits, d.queued_size()) {
             return false;
         }
         mb.bytes += d.queued_size();
@@ -251,22 +333,41 @@ impl Shared {
     }
 
     /// Puts a delivery in the client's mailbox if it is connected, else in its stored session.
-    pub(crate) fn deliver_to(&self, client_id: &str, d: Delivery) {
+    /// With `pressure`, a full mailbox of a connected client takes a
+    /// QoS 1/2 delivery over its limit and pauses the publisher, unless it has made no progress
+    /// for `slow_consumer_timeout` (then the drop policy applies).
+    fn deliver(&self, client_id: &str, d: Delivery, pressure: Option<&mut Pressure>) {
         let limits = self.proto.queue;
         let shard = self.shard(client_id);
+        let mut stalled = false;
         let outcome = match shard.get(client_id) {
             Some(online) => {
                 let mut mb = lock(&online.mailbox);
-                let full = (limits.max_messages != 0 && mb.queue.len() >= limits.max_messages)
-                    || (limits.max_bytes != 0 && mb.bytes + d.queued_size() > limits.max_bytes);
-                if full {
-                    QueueOutcome::DroppedFull
-                } else {
+                let mut push = !mb.is_full(&limits, d.queued_size());
+                if !push {
+                    let now = Instant::now();
+                    let since = *mb.stalled_since.get_or_insert(now);
+                    stalled = now.saturating_duration_since(since) >= self.slow_consumer_timeout;
+                    if let Some(p) = pressure
+                        && d.qos != tern_codec::QoS::AtMostOnce
+                        && p.conn_id != online.conn_id
+                        && !stalled
+                    {
+                        push = true;
+                        if !p.full.iter().any(|o| Arc::ptr_eq(o, online)) {
+                            p.full.push(online.clone());
+                        }
+                    }
+                }
+                if push {
                     mb.bytes += d.queued_size();
                     mb.queue.push_back(d);
                     drop(mb);
                     online.notify.notify_one();
                     QueueOutcome::Queued
+                } else {
+                    stalled &= d.qos != tern_codec::QoS::AtMostOnce;
+                    QueueOutcome::DroppedFull
                 }
             }
             None => self.sessions.enqueue(client_id, d, &limits),
@@ -275,6 +376,11 @@ impl Shared {
         let counter = match outcome {
             QueueOutcome::Queued => &self.stats.messages_queued,
             QueueOutcome::DroppedFull => {
+                if stalled {
+                    self.stats
+                        .dropped_slow_consumer
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::debug!(client_id, "queue full, message dropped");
                 &self.stats.dropped_queue_full
             }
@@ -445,6 +551,7 @@ impl Broker {
             hasher: crate::router::FastState::default(),
             pending_wills: Mutex::new(HashMap::new()),
             stats: Stats::default(),
+            slow_consumer_timeout: Duration::from_secs(self.config.broker.slow_consumer_timeout),
             next_id: AtomicU64::new(1),
             shutdown: shutdown.clone(),
             tracker: tracker.clone(),

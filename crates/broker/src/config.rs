@@ -143,6 +143,9 @@ pub struct BrokerConfig {
     pub max_queued_bytes: usize,
     /// Queue QoS 0 messages for offline persistent sessions too.
     pub queue_qos0_messages: bool,
+    /// Seconds a connected subscriber whose queue is full may pause its QoS 1/2 publishers
+    /// without taking a message; after that its deliveries are dropped. 0: drop at once.
+    pub slow_consumer_timeout: u64,
     /// Topic aliases a v5 client may use towards the broker (0 disables them).
     pub max_topic_alias: u16,
     /// Highest QoS granted to subscriptions and accepted from publishers (0, 1 or 2).
@@ -173,6 +176,7 @@ impl Default for BrokerConfig {
             max_queued_messages: 1000,
             max_queued_bytes: 0,
             queue_qos0_messages: false,
+            slow_consumer_timeout: 5,
             max_topic_alias: 10,
             max_qos: 2,
             retain_available: true,

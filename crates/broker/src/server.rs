@@ -11,7 +11,7 @@
 //! transports plug in in front of the same driver.
 
 use crate::auth::{AllowAll, AuthDecision, Authenticator, ClientIdentity};
-use crate::broker::{BrokerError, Online, Shared, lock};
+use crate::broker::{BrokerError, Online, Pressure, Shared, lock};
 use crate::config::{AuthConfig, ListenerConfig, ListenerProtocol};
 use crate::message::Delivery;
 use crate::protocol::{Accepted, Action, ConnectRequest, Connection, NewSubscription, Will};
@@ -160,6 +160,16 @@ async fn accept_ws<S>(
     drop(guard);
 }
 
+/// Resolves once every mailbox in `full` has room (or its connection is gone), or at `until`.
+async fn wait_room(full: &[Arc<Online>], until: Instant) {
+    let all = async {
+        for o in full {
+            o.room().await;
+        }
+    };
+    let _ = tokio::time::timeout_at(until, all).await;
+}
+
 async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<BytesMut>) {
     while let Some(buf) = rx.recv().await {
         // TLS and WebSocket buffer what they are given: flush so it goes out now.
@@ -188,6 +198,11 @@ struct Driver {
     rate: RateBucket,
     /// Limits already logged for this client (bits of `LOGGED_*`), so each is logged once.
     logged: u8,
+    /// Subscribers' mailboxes this connection's PUBLISHes filled over their limit: while there
+    /// are any, the connection does not read (see [`Driver::paused_until`]).
+    pressure: Pressure,
+    /// When the current pause ends at the latest (`slow_consumer_timeout` after it began).
+    paused_until: Option<Instant>,
 }
 
 const LOGGED_RATE: u8 = 1;
@@ -221,8 +236,9 @@ pub(crate) async fn serve<S>(
         .unwrap_or_else(|| Arc::new(AllowAll));
     let conn = Connection::new(shared.proto.clone(), authorizer, std::time::Instant::now());
     let rate = f64::from(shared.transports.topic_limits.max_publish_rate);
+    let conn_id = shared.next_id();
     let mut d = Driver {
-        conn_id: shared.next_id(),
+        conn_id,
         shared: shared.clone(),
         conn,
         peer,
@@ -238,6 +254,11 @@ pub(crate) async fn serve<S>(
             throttled_until: None,
         },
         logged: 0,
+        pressure: Pressure {
+            conn_id,
+            full: Vec::new(),
+        },
+        paused_until: None,
     };
     let max_packet = shared.proto.max_packet_size as usize;
     let mut rbuf = BytesMut::with_capacity(4096);
@@ -254,6 +275,13 @@ pub(crate) async fn serve<S>(
         let online = d.online.clone();
         let wants = d.conn.wants_delivery();
         let throttled = d.rate.throttled_until;
+        let paused = d.paused_until;
+        // Cloned only while paused: the wait below must not borrow `d`.
+        let full = if paused.is_some() {
+            d.pressure.full.clone()
+        } else {
+            Vec::new()
+        };
         tokio::select! {
             _ = shared.shutdown.cancelled(), if !shutting_down => {
                 shutting_down = true;
@@ -271,12 +299,19 @@ pub(crate) async fn serve<S>(
                 // Packets read before the pause are still waiting in the buffer.
                 d.decode_all(&mut rbuf, max_packet);
             }
-            r = rd.read_buf(&mut rbuf), if wbuf.len() < HIGH_WATER && throttled.is_none() => match r {
+            // Back-pressure: a subscriber's mailbox is over its limit because of our PUBLISHes.
+            _ = wait_room(&full, paused.unwrap_or_else(Instant::now)), if paused.is_some() => {
+                d.pressure.full.clear();
+                d.paused_until = None;
+                // The broker, not the client, was silent: the keep-alive starts again.
+                d.conn.touch(std::time::Instant::now());
+            }
+            r = rd.read_buf(&mut rbuf), if wbuf.len() < HIGH_WATER && throttled.is_none() && paused.is_none() => match r {
                 Ok(0) | Err(_) => d.conn.handle_connection_lost(),
                 Ok(_) => d.decode_all(&mut rbuf, max_packet),
             },
             _ = async { match &online { Some(o) => o.notify.notified().await, None => std::future::pending().await } }, if wants => {}
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && paused.is_none() => {
                 let before = d.conn.phase();
                 d.conn.handle_timeout(std::time::Instant::now());
                 if before == crate::protocol::Phase::AwaitConnect && d.conn.is_closed() {
@@ -423,7 +458,7 @@ impl Driver {
                         msg.username.clone_from(&self.username);
                     }
                     let qos = m.qos;
-                    let ticket = self.shared.publish(m);
+                    let ticket = self.shared.publish_from(m, Some(&mut self.pressure));
                     // PUBACK/PUBREC go out only once the message is stored as durably as
                     // `[storage] durability` says; one wait covers every PUBLISH read so far.
                     if qos != tern_codec::QoS::AtMostOnce {
@@ -438,6 +473,14 @@ impl Driver {
                 }
                 Action::Closed { will, reason } => self.finalize(will, reason),
             }
+        }
+        if !self.pressure.full.is_empty() && self.paused_until.is_none() {
+            self.paused_until = Some(Instant::now() + self.shared.slow_consumer_timeout);
+            self.shared
+                .stats
+                .publishers_paused
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(client_id = %self.client_id, "subscriber queue full, publisher paused");
         }
         if let Some(t) = durable.filter(|t| !t.is_done()) {
             if !t.wait().await {
@@ -487,7 +530,7 @@ impl Driver {
         } else {
             (Arc::from(req.client_id.as_str()), None)
         };
-        let online = Arc::new(Online::new(self.conn_id));
+        let online = Arc::new(Online::new(self.conn_id, shared.proto.queue));
         let deadline = Instant::now() + TAKEOVER_TIMEOUT;
         let (session, session_present) = loop {
             let existing = {

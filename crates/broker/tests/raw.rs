@@ -485,3 +485,95 @@ async fn client_that_never_reads_is_bounded_and_others_unaffected() {
     drop(sink);
     broker.shutdown().await;
 }
+
+/// Sends `n` QoS 1 messages on `topic` (payload: the sequence number), at most `window` unacknowledged.
+async fn publish_qos1_windowed(mut p: Raw, topic: &'static str, n: u16, window: u16) -> Raw {
+    let mut next = 1u16;
+    while next <= n {
+        let end = (next + window).min(n + 1);
+        for id in next..end {
+            p.send(&Packet::Publish(Publish {
+                qos: QoS::AtLeastOnce,
+                topic: topic.into(),
+                packet_id: id,
+                payload: Bytes::from(id.to_be_bytes().to_vec()),
+                ..Default::default()
+            }))
+            .await;
+        }
+        for _ in next..end {
+            assert!(matches!(p.recv().await, Some(Packet::PubAck(_))));
+        }
+        next = end;
+    }
+    p
+}
+
+#[tokio::test]
+async fn qos1_fan_in_to_slow_subscriber_pauses_publishers_and_loses_nothing() {
+    let mut cfg = config();
+    cfg.broker.max_queued_messages = 10;
+    let (broker, addr) = start_with(cfg).await;
+    let mut sub = connect_v5("slow", true, None);
+    if let Packet::Connect(c) = &mut sub {
+        c.properties.receive_maximum = Some(1);
+    }
+    let (mut s, _) = raw_connected(addr, sub).await;
+    s.send(&subscribe("in/#", QoS::AtLeastOnce)).await;
+    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    let mut pubs = Vec::new();
+    for (id, topic) in [("p1", "in/1"), ("p2", "in/2")] {
+        let (p, _) = raw_connected(addr, connect_v5(id, true, None)).await;
+        pubs.push(tokio::spawn(publish_qos1_windowed(p, topic, 300, 50)));
+    }
+    // One message at a time, slowly: far slower than the publishers.
+    let mut last = std::collections::HashMap::new();
+    for _ in 0..600 {
+        let Some(Packet::Publish(m)) = s.recv().await else {
+            panic!("subscriber got {last:?}")
+        };
+        let seq = u16::from_be_bytes([m.payload[0], m.payload[1]]);
+        let prev = last.insert(m.topic.to_string(), seq).unwrap_or(0);
+        assert_eq!(seq, prev + 1, "in order, none lost, on {}", m.topic);
+        s.send(&Packet::PubAck(PubAck::new(m.packet_id))).await;
+        if seq % 16 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    for p in pubs {
+        p.await.unwrap();
+    }
+    let stats = broker.handle().stats();
+    assert_eq!(stats.dropped_queue_full, 0, "{stats:?}");
+    assert!(stats.publishers_paused > 0, "{stats:?}");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn qos1_to_subscriber_that_never_acks_drops_after_slow_consumer_timeout() {
+    let mut cfg = config();
+    cfg.broker.max_queued_messages = 5;
+    cfg.broker.slow_consumer_timeout = 1;
+    let (broker, addr) = start_with(cfg).await;
+    let mut sub = connect_v5("dead", true, None);
+    if let Packet::Connect(c) = &mut sub {
+        c.properties.receive_maximum = Some(1);
+    }
+    let (mut s, _) = raw_connected(addr, sub).await;
+    s.send(&subscribe("in", QoS::AtLeastOnce)).await;
+    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    // `dead` never acknowledges: the publisher is paused, then goes on once the timeout is over.
+    let (p, _) = raw_connected(addr, connect_v5("p", true, None)).await;
+    let started = std::time::Instant::now();
+    let _p = publish_qos1_windowed(p, "in", 60, 10).await;
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let stats = broker.handle().stats();
+    assert!(stats.publishers_paused > 0, "{stats:?}");
+    assert!(stats.dropped_slow_consumer > 0, "{stats:?}");
+    assert_eq!(
+        stats.dropped_slow_consumer, stats.dropped_queue_full,
+        "{stats:?}"
+    );
+    drop(s);
+    broker.shutdown().await;
+}

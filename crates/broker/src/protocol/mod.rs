@@ -438,8 +438,9 @@ impl Connection {
         }
     }
 
-    /// Any packet from the client restarts the keep-alive timer [MQTT-3.1.2-23].
-    fn touch(&mut self, now: Instant) {
+    /// Any packet from the client restarts the keep-alive timer [MQTT-3.1.2-23]; so does the
+    /// end of a pause in which the broker did not read (back-pressure).
+    pub(crate) fn touch(&mut self, now: Instant) {
         self.deadline = self.keep_alive.map(|k| now + k + k / 2);
     }
 
