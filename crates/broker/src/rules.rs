@@ -181,6 +181,13 @@ impl RulesRuntime {
     }
 }
 
+impl Drop for RulesRuntime {
+    /// Without [`RulesRuntime::shutdown`], the republishing task still stops.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 /// Routes one rule output as a message from the broker itself.
 fn republish(handle: &BrokerHandle, r: Republish) {
     let Some(qos) = QoS::from_u8(r.qos) else {
