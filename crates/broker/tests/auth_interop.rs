@@ -105,19 +105,6 @@ impl Mosquitto {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-
-    /// Waits until Mosquitto's log (with `log_type all`) holds `needle`.
-    fn wait_for_log(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !self.log().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` in mosquitto's log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 impl Drop for Mosquitto {
@@ -284,57 +271,105 @@ fn client_args(who: &ClientIdentity, port: u16) -> Vec<String> {
     args
 }
 
-/// Reads `topic payload` lines from a `mosquitto_sub -v` child until `stop` is seen or the
-/// deadline passes; returns the payloads.
-fn collect_until(child: &mut Child, stop: Option<&str>, wait: Duration) -> BTreeSet<String> {
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut got = BTreeSet::new();
-    let deadline = Instant::now() + wait;
-    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        let payload = line.rsplit(' ').next().unwrap_or_default().to_owned();
-        if stop == Some(payload.as_str()) {
-            break;
-        }
-        got.insert(payload);
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    got
+/// A `mosquitto_sub -d -v` child whose output lines arrive on a channel.
+struct Sub {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    early: Vec<String>,
 }
 
-#[test]
-#[ignore = "interop: needs mosquitto"]
-fn acl_decisions_match_mosquitto() {
-    let Some(broker) = require("mosquitto", &["/usr/sbin/mosquitto"]) else {
-        return;
-    };
-    let Some(publish) = require("mosquitto_pub", &["/usr/bin/mosquitto_pub"]) else {
-        return;
-    };
-    let Some(subscribe) = require("mosquitto_sub", &["/usr/bin/mosquitto_sub"]) else {
-        return;
-    };
-    let dir = temp_dir("acl");
-    let acl_path = dir.join("acl");
-    std::fs::write(&acl_path, ACL).unwrap();
-    let tern = AclFile::load(&acl_path).unwrap();
-    let mosq = Mosquitto::start(
-        &broker,
-        &dir,
-        &format!(
-            "allow_anonymous true\nlog_type all\nacl_file {}",
-            acl_path.display()
-        ),
-    );
-    let port = mosq.port;
+impl Sub {
+    fn spawn(subscribe: &Path, args: Vec<String>, topics: &[&str]) -> Self {
+        // Line-buffered output: mosquitto_sub does not flush its `-d` lines into a pipe.
+        let mut cmd = Command::new("stdbuf");
+        cmd.arg("-oL").arg(subscribe).args(args).args(["-d", "-v"]);
+        for topic in topics {
+            cmd.args(["-t", topic]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            early: Vec::new(),
+        }
+    }
+
+    /// Waits for the broker's SUBACK (granted or not), keeping what arrived before it.
+    fn wait_suback(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains("received SUBACK") => return,
+                Ok(line) => self.early.push(line),
+                Err(e) => panic!("no SUBACK from the broker: {e}; output {:?}", self.early),
+            }
+        }
+    }
+
+    /// The message tags (`t3`, `w1t2`, `done`) received until `stop` or the wait ends.
+    fn collect(mut self, stop: Option<&str>, wait: Duration) -> BTreeSet<String> {
+        let mut got = BTreeSet::new();
+        let deadline = Instant::now() + wait;
+        let mut take = |line: &str| -> bool {
+            // `-v` prints `topic payload`; `-d` adds lines of its own (`Client ...`,
+            // `Subscribed (mid: 1): 1, 128`): keep only messages on the matrix's topics.
+            let Some((topic, payload)) = line.split_once(' ') else {
+                return false;
+            };
+            if !TOPICS.contains(&topic) && topic != "zz/done" {
+                return false;
+            }
+            if stop == Some(payload) {
+                return true;
+            }
+            got.insert(payload.to_owned());
+            false
+        };
+        let early = std::mem::take(&mut self.early);
+        let mut stopped = early.iter().any(|l| take(l));
+        while !stopped {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => stopped = take(&line),
+                Err(_) => break,
+            }
+        }
+        got
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one broker did with the matrix: the write tags the observer saw, and for each identity
+/// the read tags it received.
+#[derive(Debug, PartialEq, Eq)]
+struct Observed {
+    writes: BTreeSet<String>,
+    reads: Vec<BTreeSet<String>>,
+}
+
+struct Peers {
+    publish: PathBuf,
+    subscribe: PathBuf,
+}
+
+/// Drives the whole matrix through the broker at `port` with Mosquitto's command-line clients.
+fn observe(peers: &Peers, port: u16) -> Observed {
     let who = identities();
     let observer = ClientIdentity {
         client_id: "observer".into(),
@@ -346,81 +381,119 @@ fn acl_decisions_match_mosquitto() {
     };
 
     // Write: every identity publishes to every topic; an observer that may read `#` sees what
-    // Mosquitto let through.
-    let mut obs = Command::new(&subscribe)
-        .args(client_args(&observer, port))
-        .args(["-v", "-t", "#"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    mosq.wait_for_log("Sending SUBACK to observer");
-    let mut expected_writes = BTreeSet::new();
+    // the broker let through.
+    let mut obs = Sub::spawn(&peers.subscribe, client_args(&observer, port), &["#"]);
+    obs.wait_suback();
     for (w, identity) in who.iter().enumerate() {
         for (t, topic) in TOPICS.iter().enumerate() {
-            let tag = format!("w{w}t{t}");
-            if tern.session(identity).check(Access::Write, topic) {
-                expected_writes.insert(tag.clone());
-            }
-            let status = Command::new(&publish)
+            let status = Command::new(&peers.publish)
                 .args(client_args(identity, port))
-                .args(["-t", topic, "-m", &tag])
+                .args(["-t", topic, "-m", &format!("w{w}t{t}")])
                 .stderr(Stdio::null())
                 .status()
                 .unwrap();
             assert!(status.success(), "mosquitto_pub {identity:?} {topic}");
         }
     }
-    run(Command::new(&publish)
+    run(Command::new(&peers.publish)
         .args(client_args(&writer, port))
         .args(["-t", "zz/done", "-m", "done"]));
-    let seen_writes = collect_until(&mut obs, Some("done"), Duration::from_secs(10));
-    assert_eq!(
-        seen_writes
-            .symmetric_difference(&expected_writes)
-            .collect::<Vec<_>>(),
-        Vec::<&String>::new(),
-        "write decisions differ (w<identity>t<topic>; identities {who:?}, topics {TOPICS:?})\n{}",
-        mosq.log()
-    );
+    let writes = obs.collect(Some("done"), Duration::from_secs(10));
 
-    // Read: each identity subscribes to every topic (Mosquitto grants the SUBSCRIBE and filters
-    // on delivery); a writer that may write `#` publishes once to each.
-    let mut subs: Vec<Child> = who
+    // Read: each identity subscribes to every topic; a writer that may write `#` publishes once
+    // to each. (Mosquitto grants every SUBSCRIBE and filters on delivery; Tern refuses the
+    // filters the client may not read. For topic names both come to the same.)
+    let mut subs: Vec<Sub> = who
         .iter()
-        .map(|identity| {
-            let mut cmd = Command::new(&subscribe);
-            cmd.args(client_args(identity, port)).arg("-v");
-            for topic in TOPICS {
-                cmd.args(["-t", topic]);
-            }
-            cmd.stdout(Stdio::piped()).spawn().unwrap()
-        })
+        .map(|identity| Sub::spawn(&peers.subscribe, client_args(identity, port), TOPICS))
         .collect();
-    for identity in &who {
-        mosq.wait_for_log(&format!("Sending SUBACK to {}", identity.client_id));
+    for sub in &mut subs {
+        sub.wait_suback();
     }
     for (t, topic) in TOPICS.iter().enumerate() {
-        run(Command::new(&publish)
+        run(Command::new(&peers.publish)
             .args(client_args(&writer, port))
             .args(["-t", topic, "-m", &format!("t{t}")]));
     }
-    for (r, (identity, sub)) in who.iter().zip(subs.iter_mut()).enumerate() {
-        let seen = collect_until(
-            sub,
-            None,
-            Duration::from_millis(if r == 0 { 1500 } else { 200 }),
-        );
-        let session = tern.session(identity);
-        let expected: BTreeSet<String> = TOPICS
-            .iter()
-            .enumerate()
-            .filter(|(_, topic)| session.check(Access::Read, topic))
-            .map(|(t, _)| format!("t{t}"))
-            .collect();
+    let reads = subs
+        .into_iter()
+        .enumerate()
+        .map(|(r, sub)| sub.collect(None, Duration::from_millis(if r == 0 { 1500 } else { 200 })))
+        .collect();
+    Observed { writes, reads }
+}
+
+/// What Tern's [`AclFile`] says the matrix should show.
+fn predicted(acl: &AclFile) -> Observed {
+    let who = identities();
+    let mut writes = BTreeSet::new();
+    for (w, identity) in who.iter().enumerate() {
+        let session = acl.session(identity);
+        for (t, topic) in TOPICS.iter().enumerate() {
+            if session.check(Access::Write, topic) {
+                writes.insert(format!("w{w}t{t}"));
+            }
+        }
+    }
+    let reads = who
+        .iter()
+        .map(|identity| {
+            let session = acl.session(identity);
+            TOPICS
+                .iter()
+                .enumerate()
+                .filter(|(_, topic)| session.check(Access::Read, topic))
+                .map(|(t, _)| format!("t{t}"))
+                .collect()
+        })
+        .collect();
+    Observed { writes, reads }
+}
+
+fn assert_same(what: &str, expected: &Observed, seen: &Observed) {
+    let who = identities();
+    assert_eq!(
+        seen.writes
+            .symmetric_difference(&expected.writes)
+            .collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "{what}: write decisions differ (w<identity>t<topic>; identities {who:?}, topics {TOPICS:?})"
+    );
+    for (identity, (seen, expected)) in who.iter().zip(seen.reads.iter().zip(&expected.reads)) {
         assert_eq!(
             seen, expected,
-            "read decisions differ for {identity:?} (t<topic index> of {TOPICS:?})"
+            "{what}: read decisions differ for {identity:?} (t<topic index> of {TOPICS:?})"
         );
+    }
+}
+
+fn peers() -> Option<(PathBuf, Peers)> {
+    let broker = require("mosquitto", &["/usr/sbin/mosquitto"])?;
+    let publish = require("mosquitto_pub", &["/usr/bin/mosquitto_pub"])?;
+    let subscribe = require("mosquitto_sub", &["/usr/bin/mosquitto_sub"])?;
+    require("stdbuf", &["/usr/bin/stdbuf"])?;
+    Some((broker, Peers { publish, subscribe }))
+}
+
+#[test]
+#[ignore = "interop: needs mosquitto"]
+fn acl_decisions_match_mosquitto() {
+    let Some((broker, peers)) = peers() else {
+        return;
+    };
+    let dir = temp_dir("acl");
+    let acl_path = dir.join("acl");
+    std::fs::write(&acl_path, ACL).unwrap();
+    let tern = AclFile::load(&acl_path).unwrap();
+    let mosq = Mosquitto::start(
+        &broker,
+        &dir,
+        &format!("allow_anonymous true\nacl_file {}", acl_path.display()),
+    );
+    let seen = observe(&peers, mosq.port);
+    assert_same("Mosquitto vs AclFile", &predicted(&tern), &seen);
+    for identity in identities() {
+        let session = tern.session(&identity);
         // For a topic name (no wildcard) Tern's SUBSCRIBE check agrees with delivery.
         for topic in TOPICS {
             assert_eq!(
@@ -431,5 +504,41 @@ fn acl_decisions_match_mosquitto() {
         }
     }
     drop(mosq);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[ignore = "interop: needs mosquitto"]
+fn tern_broker_and_mosquitto_agree_on_the_same_acl_file() {
+    let Some((broker, peers)) = peers() else {
+        return;
+    };
+    let dir = temp_dir("acl-side-by-side");
+    let acl_path = dir.join("acl");
+    std::fs::write(&acl_path, ACL).unwrap();
+    let mosq = Mosquitto::start(
+        &broker,
+        &dir,
+        &format!("allow_anonymous true\nacl_file {}", acl_path.display()),
+    );
+    let from_mosquitto = observe(&peers, mosq.port);
+    drop(mosq);
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let config = tern_broker::Config::from_toml(
+        &format!(
+            "[[listener]]\nbind = \"127.0.0.1:0\"\nallow_anonymous = true\nacl_file = \"{}\"\n",
+            acl_path.display()
+        ),
+        "tern.toml",
+    )
+    .unwrap();
+    let tern = rt
+        .block_on(tern_broker::Broker::new(config).start())
+        .unwrap();
+    let port = tern.local_addrs()[0].port();
+    let from_tern = observe(&peers, port);
+    rt.block_on(tern.shutdown());
+    assert_same("Tern vs Mosquitto", &from_mosquitto, &from_tern);
     std::fs::remove_dir_all(&dir).unwrap();
 }
