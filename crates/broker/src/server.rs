@@ -100,14 +100,16 @@ async fn accept_transport(
     let timeout = shared.transports.handshake_timeout;
     let handshake = tokio::select! {
         _ = shared.shutdown.cancelled() => return,
-        r = tokio::time::timeout(timeout, acceptor.accept(stream)) => r,
+        // Boxed, like every stage below: the connection's task then holds only the stage it is in
+        // (a TLS or WebSocket state is kilobytes an idle plain-TCP connection must not carry).
+        r = tokio::time::timeout(timeout, Box::pin(acceptor.accept(stream))) => r,
     };
     let failures = &shared.transports.counters.tls_handshake_failures;
     match handshake {
         Ok(Ok(tls_stream)) => {
             let identity = tls::peer_identity(&tls_stream);
             tracing::debug!(%peer, listener = %ctx.config.bind, certificate_identity = ?identity, "TLS handshake done");
-            accept_ws(shared, ctx, tls_stream, peer, identity, guard).await;
+            Box::pin(accept_ws(shared, ctx, tls_stream, peer, identity, guard)).await;
         }
         Ok(Err(e)) => {
             failures.fetch_add(1, Ordering::Relaxed);
@@ -133,7 +135,7 @@ async fn accept_ws<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match ctx.config.protocol {
-        ListenerProtocol::Mqtt => serve(shared, ctx, identity, stream, peer).await,
+        ListenerProtocol::Mqtt => Box::pin(serve(shared, ctx, identity, stream, peer)).await,
         ListenerProtocol::Ws => {
             let timeout = shared.transports.handshake_timeout;
             // Room for the largest packet the broker accepts, whatever the framing.
@@ -141,11 +143,11 @@ async fn accept_ws<S>(
             let path = ctx.config.ws_path().to_string();
             let handshake = tokio::select! {
                 _ = shared.shutdown.cancelled() => return,
-                r = tokio::time::timeout(timeout, ws::accept(stream, &path, max_message)) => r,
+                r = tokio::time::timeout(timeout, Box::pin(ws::accept(stream, &path, max_message))) => r,
             };
             let failures = &shared.transports.counters.ws_handshake_failures;
             match handshake {
-                Ok(Ok(ws_stream)) => serve(shared, ctx, identity, ws_stream, peer).await,
+                Ok(Ok(ws_stream)) => Box::pin(serve(shared, ctx, identity, ws_stream, peer)).await,
                 Ok(Err(e)) => {
                     failures.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%peer, listener = %ctx.config.bind, error = %e, "WebSocket handshake refused");
@@ -465,11 +467,23 @@ impl Driver {
                         durable = Some(ticket);
                     }
                 }
-                Action::Subscribe(subs) => self.subscribe(subs),
+                Action::Subscribe(subs) => {
+                    self.subscribe(subs);
+                    let saved = self.save_session();
+                    durable = Some(match durable.take() {
+                        Some(t) => t.and(saved),
+                        None => saved,
+                    });
+                }
                 Action::Unsubscribe(filters) => {
                     for f in filters {
                         self.shared.router.unsubscribe(&self.client_id, &f);
                     }
+                    let saved = self.save_session();
+                    durable = Some(match durable.take() {
+                        Some(t) => t.and(saved),
+                        None => saved,
+                    });
                 }
                 Action::Closed { will, reason } => self.finalize(will, reason),
             }
@@ -487,6 +501,14 @@ impl Driver {
                 tracing::warn!(client_id = %self.client_id, "storage closed before the message was durable");
             }
         }
+    }
+
+    /// Records the connected session's subscriptions in the store; SUBACK/UNSUBACK wait for it.
+    fn save_session(&self) -> crate::store::Durable {
+        if let Some(session) = self.conn.session() {
+            self.shared.sessions.save(session);
+        }
+        self.shared.sessions.durable()
     }
 
     fn subscribe(&mut self, subs: Vec<NewSubscription>) {

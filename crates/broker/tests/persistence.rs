@@ -359,3 +359,54 @@ async fn unknown_format_version_is_moved_aside_and_broker_starts_empty() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&aside);
 }
+
+#[tokio::test]
+async fn subscription_of_a_connected_client_survives_a_crash() {
+    let dir = temp_dir("connected");
+    let store = FjallStore::open(&storage(&dir)).unwrap();
+    let (broker, addr) = start(&store).await;
+    let mut o = v4_opts(addr, "live");
+    o.set_clean_session(false);
+    let mut c = v4(o);
+    c.connack().await;
+    c.client
+        .subscribe("live/#", rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    // SUBACK is sent once the subscription is durable.
+    c.suback().await;
+    // The broker "crashes": the store's files are copied as they are, the session never handed back.
+    let copy = temp_dir("connected-copy");
+    copy_dir(&dir, &copy);
+    c.kill();
+    broker.shutdown().await;
+    store.close();
+    drop(store);
+
+    let store = FjallStore::open(&storage(&copy)).unwrap();
+    assert_eq!(
+        store.recovery_report().sessions,
+        1,
+        "{:?}",
+        store.recovery_report()
+    );
+    let subs = store.subscriptions();
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0].1[0].0, "live/#");
+    store.close();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&copy);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}

@@ -112,7 +112,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 todo.push(p);
-            } else if p.file_name().is_some_and(|n| n != "lock") {
+            } else {
                 out.push(p);
             }
         }

@@ -315,6 +315,11 @@ impl FjallStore {
             path: path.clone(),
             source,
         })?;
+        // fjall needs its (empty) lock file to reopen a store: a lost one is no damage.
+        let lock_file = path.join("lock");
+        if path.join("version").exists() && !lock_file.exists() {
+            let _ = std::fs::File::create(&lock_file);
+        }
         let mut moved_aside = None;
         let (spaces, mut store, mut report) = match Self::attempt(config, &path) {
             Ok(opened) => opened,
@@ -867,6 +872,23 @@ impl SessionStore for FjallStore {
             .iter()
             .map(|s| lock(s).values().filter(|e| e.offline.is_some()).count())
             .sum()
+    }
+
+    fn save(&self, session: &SessionState) {
+        if session.expiry_interval == 0 {
+            // Ends with its connection: nothing to keep.
+            return;
+        }
+        let id = session.client_id.clone();
+        self.with_shard(&id, |m| {
+            let entry = m.entry(id.clone()).or_default();
+            if entry.offline.is_some() {
+                return;
+            }
+            let record = encode_session(session, true, now_ms());
+            self.commit
+                .append([Op::Insert(Ks::Sessions, id.as_bytes().to_vec(), record)]);
+        });
     }
 
     fn durable(&self) -> Durable {

@@ -41,6 +41,9 @@ pub trait SessionStore: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// A connected client's session changed (SUBSCRIBE, UNSUBSCRIBE): an on-disk store records
+    /// it so that a crash does not lose it. The session stays with its connection.
+    fn save(&self, _session: &SessionState) {}
     /// A ticket that resolves once every write made so far is as durable as the store promises
     /// (the broker waits on it before PUBACK/PUBREC). In-memory stores are always done.
     fn durable(&self) -> Durable {
