@@ -467,6 +467,37 @@ fn assert_same(what: &str, expected: &Observed, seen: &Observed) {
     }
 }
 
+/// The SUBACK's granted QoS for `filter` as mosquitto_sub prints it (`1`, or `128` refused).
+fn granted(peers: &Peers, port: u16, who: &ClientIdentity, filter: &str) -> String {
+    let sub = Sub::spawn(&peers.subscribe, client_args(who, port), &[filter]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match sub.lines.recv_timeout(left) {
+            Ok(line) if line.starts_with("Subscribed") => {
+                return line.rsplit(": ").next().unwrap_or_default().to_owned();
+            }
+            Ok(_) => {}
+            Err(e) => panic!("no SUBACK for {who:?} {filter}: {e}"),
+        }
+    }
+}
+
+/// Subscriptions whose SUBACK differs on purpose: Mosquitto grants every SUBSCRIBE and filters
+/// on delivery; Tern refuses a filter no read-granting line covers, or a `deny` line covers.
+fn subscribe_cases() -> Vec<(ClientIdentity, &'static str, &'static str)> {
+    let who = identities();
+    vec![
+        (who[0].clone(), "public/+", "1"),
+        (who[0].clone(), "#", "128"),
+        (who[1].clone(), "shared/#", "1"),
+        (who[1].clone(), "alice/secret", "128"),
+        (who[2].clone(), "shared/+", "1"),
+        (who[2].clone(), "shared/#", "128"),
+        (who[3].clone(), "devices/dev7/#", "1"),
+    ]
+}
+
 fn peers() -> Option<(PathBuf, Peers)> {
     let broker = require("mosquitto", &["/usr/sbin/mosquitto"])?;
     let publish = require("mosquitto_pub", &["/usr/bin/mosquitto_pub"])?;
@@ -522,6 +553,13 @@ fn tern_broker_and_mosquitto_agree_on_the_same_acl_file() {
         &format!("allow_anonymous true\nacl_file {}", acl_path.display()),
     );
     let from_mosquitto = observe(&peers, mosq.port);
+    for (who, filter, _) in subscribe_cases() {
+        assert_eq!(
+            granted(&peers, mosq.port, &who, filter),
+            "1",
+            "{who:?} {filter}"
+        );
+    }
     drop(mosq);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -538,6 +576,13 @@ fn tern_broker_and_mosquitto_agree_on_the_same_acl_file() {
         .unwrap();
     let port = tern.local_addrs()[0].port();
     let from_tern = observe(&peers, port);
+    for (who, filter, tern_grants) in subscribe_cases() {
+        assert_eq!(
+            granted(&peers, port, &who, filter),
+            tern_grants,
+            "{who:?} {filter}"
+        );
+    }
     rt.block_on(tern.shutdown());
     assert_same("Tern vs Mosquitto", &from_mosquitto, &from_tern);
     std::fs::remove_dir_all(&dir).unwrap();
