@@ -287,7 +287,7 @@ async fn subscribe(cli: SubCli) -> anyhow::Result<ExitCode> {
                     Ok(Next::Stop) => break Ok(ExitCode::SUCCESS),
                     Err(e) => break Err(e),
                 },
-                None => break Err(anyhow!("the connection was closed: {:?}", client.state())),
+                None => break Err(closed(&client)),
             },
             () = &mut timed_out => {
                 if !cli.common.quiet {
@@ -302,4 +302,12 @@ async fn subscribe(cli: SubCli) -> anyhow::Result<ExitCode> {
         .disconnect_with(ReasonCode::NORMAL_DISCONNECTION, disconnect_expiry)
         .await;
     outcome
+}
+
+/// Why the client stopped for good, for the user.
+fn closed(client: &Client) -> anyhow::Error {
+    match client.state() {
+        tern_client::ConnectionState::Closed(reason) => anyhow!("connection closed: {reason}"),
+        other => anyhow!("connection closed ({other:?})"),
+    }
 }
