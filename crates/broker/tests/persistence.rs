@@ -410,3 +410,27 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[test]
+fn storage_section_parses_and_bad_values_name_the_key() {
+    let c = tern_broker::Config::from_toml(
+        "[storage]\npersistence = false\ndata_dir = \"/var/lib/tern\"\ndurability = \"os\"\n",
+        "tern.toml",
+    )
+    .unwrap();
+    assert!(!c.storage.persistence);
+    assert_eq!(c.storage.durability, Durability::Os);
+    assert_eq!(c.storage.data_dir, PathBuf::from("/var/lib/tern"));
+    let d = tern_broker::Config::from_toml("", "tern.toml").unwrap();
+    assert!(d.storage.persistence);
+    assert_eq!(d.storage.durability, Durability::Sync);
+    assert_eq!(d.storage.data_dir, PathBuf::from("./tern-data"));
+    let e = tern_broker::Config::from_toml("[storage]\ndurability = \"fast\"\n", "tern.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("tern.toml:2:") && e.contains("durability"),
+        "{e}"
+    );
+    assert!(e.contains("sync") && e.contains("none"), "{e}");
+}
