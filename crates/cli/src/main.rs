@@ -5,14 +5,14 @@
 
 use clap::{Parser, Subcommand};
 
-mod broker;
 mod bench;
+mod broker;
 mod client_opts;
 mod passwd;
 mod pub_cmd;
 mod rr_cmd;
-mod sub_cmd;
 mod rules;
+mod sub_cmd;
 
 /// Tern: an MQTT 3.1, 3.1.1 and 5.0 broker, client and toolkit.
 #[derive(Debug, Parser)]
@@ -66,7 +66,12 @@ fn main() -> std::process::ExitCode {
 
 /// Installs the log subscriber: `info` by default, `debug` with `verbose`; `RUST_LOG` overrides.
 pub(crate) fn init_tracing(verbose: bool) {
-    let default = if verbose { "debug" } else { "info" };
+    // The store's own engine logs every flush at info: keep it to warnings unless asked.
+    let default = if verbose {
+        "debug,fjall=info,lsm_tree=info"
+    } else {
+        "info,fjall=warn,lsm_tree=warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
