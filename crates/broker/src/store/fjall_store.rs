@@ -138,7 +138,13 @@ impl Commit {
         if self.durability == Durability::None {
             return Durable::done();
         }
-        let written = lock(&self.pending).written;
+        let p = lock(&self.pending);
+        if p.stop {
+            // Closed: nothing more is committed, so there is nothing to wait for.
+            return Durable::done();
+        }
+        let written = p.written;
+        drop(p);
         Durable::pending(self.committed.subscribe(), written)
     }
 }
