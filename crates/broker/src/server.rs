@@ -31,6 +31,10 @@ use tokio::time::Instant;
 
 /// Above this many encoded bytes waiting to be written, stop reading and stop pulling deliveries.
 const HIGH_WATER: usize = 256 * 1024;
+/// First read size, and what a connection whose reads come in small goes back to.
+const READ_MIN: usize = 512;
+/// Largest read size, reached by doubling while reads fill the buffer.
+const READ_MAX: usize = 64 * 1024;
 /// How long a closing connection may take to flush its last packets.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a new connection waits for the one it takes over to hand its session back.
@@ -263,10 +267,16 @@ pub(crate) async fn serve<S>(
         paused_until: None,
     };
     let max_packet = shared.proto.max_packet_size as usize;
-    let mut rbuf = BytesMut::with_capacity(4096);
-    let mut wbuf = BytesMut::with_capacity(4096);
+    // Both buffers start empty and are let go of when empty, so an idle connection holds only
+    // a READ_MIN read buffer; a busy one reads in chunks that double up to READ_MAX.
+    let mut rbuf = BytesMut::new();
+    let mut wbuf = BytesMut::new();
+    let mut read_size = READ_MIN;
     let mut shutting_down = false;
     loop {
+        if rbuf.capacity() - rbuf.len() < READ_MIN / 2 {
+            rbuf.reserve(read_size);
+        }
         d.process_actions().await;
         d.pull_mailbox(wbuf.len());
         d.encode(&mut wbuf);
@@ -293,7 +303,7 @@ pub(crate) async fn serve<S>(
                 d.conn.close(ReasonCode::SESSION_TAKEN_OVER);
             }
             permit = wtx.reserve(), if !wbuf.is_empty() => match permit {
-                Ok(p) => p.send(wbuf.split()),
+                Ok(p) => p.send(std::mem::take(&mut wbuf)),
                 Err(_) => d.conn.handle_connection_lost(),
             },
             _ = tokio::time::sleep_until(throttled.unwrap_or_else(Instant::now)), if throttled.is_some() => {
@@ -310,7 +320,14 @@ pub(crate) async fn serve<S>(
             }
             r = rd.read_buf(&mut rbuf), if wbuf.len() < HIGH_WATER && throttled.is_none() && paused.is_none() => match r {
                 Ok(0) | Err(_) => d.conn.handle_connection_lost(),
-                Ok(_) => d.decode_all(&mut rbuf, max_packet),
+                Ok(_) => {
+                    let filled = rbuf.len() == rbuf.capacity();
+                    read_size = if filled { (read_size * 2).min(READ_MAX) } else { READ_MIN };
+                    d.decode_all(&mut rbuf, max_packet);
+                    if rbuf.is_empty() && !filled {
+                        rbuf = BytesMut::new();
+                    }
+                }
             },
             _ = async { match &online { Some(o) => o.notify.notified().await, None => std::future::pending().await } }, if wants => {}
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && paused.is_none() => {
