@@ -38,6 +38,8 @@ fn connection_sequences_by_hand_do_not_panic() {
     connection_sequence::run(&input);
     // No CONNECT at all: a remaining length of 268,435,455 in pieces, then the deadline.
     connection_sequence::run(&[0x01, 0x00, 0x18, 0x10, 0xff, 0xff, 0xff, 0x7f, 0xfd]);
+    // v5 with a Maximum Packet Size of 64 resumes a session with a larger message in flight.
+    connection_sequence::run(&[0x16, 0x02, 0x07]);
     // Random bytes after CONNECT, for each version.
     for v in 0..3u8 {
         let mut input = vec![0x04 | v, 0x81, 0x07, 0xf8];

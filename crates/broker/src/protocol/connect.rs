@@ -181,20 +181,36 @@ impl Connection {
         self.touch(now);
 
         // Resend unacknowledged messages, in their original order, with DUP [MQTT-4.4.0-1].
+        // One larger than the Maximum Packet Size the client now sets is dropped as if it had
+        // been delivered [MQTT-3.1.2-25] (found by the fuzzer).
         let mut resend = Vec::new();
-        for o in &session.outgoing {
-            match o.state {
+        let mut too_large = 0;
+        let max = self.client_maximum_packet_size;
+        session.outgoing.retain(|o| {
+            let packet = match o.state {
                 crate::session::OutgoingState::AwaitPubComp => {
-                    resend.push(Packet::PubRel(tern_codec::PubRel::new(o.packet_id)))
+                    Packet::PubRel(tern_codec::PubRel::new(o.packet_id))
                 }
                 _ => {
                     let mut p = self.publish_packet(&o.delivery, now);
                     p.packet_id = o.packet_id;
                     p.dup = true;
-                    resend.push(Packet::Publish(p));
+                    Packet::Publish(p)
                 }
+            };
+            let fits = !matches!(packet, Packet::Publish(_))
+                || max.is_none_or(|max| {
+                    tern_codec::encoded_len(&packet, self.version)
+                        .is_ok_and(|len| len <= max as usize)
+                });
+            if fits {
+                resend.push(packet);
+            } else {
+                too_large += 1;
             }
-        }
+            fits
+        });
+        self.stats.dropped_too_large += too_large;
         self.transmit.extend(resend);
         self.session = Some(session);
         self.pump(now);

@@ -233,9 +233,14 @@ impl Harness {
                 } else {
                     QoS::ExactlyOnce
                 };
+                // The first is larger than a client's Maximum Packet Size of 64.
+                let mut d = delivery(TOPICS[i % TOPICS.len()], qos);
+                if i == 0 {
+                    d.message = Arc::new(Message::new(TOPICS[0], vec![b'x'; 100], qos, false));
+                }
                 session.outgoing.push_back(Outgoing {
                     packet_id: id,
-                    delivery: delivery(TOPICS[i % TOPICS.len()], qos),
+                    delivery: d,
                     state,
                 });
             }
