@@ -434,3 +434,55 @@ fn storage_section_parses_and_bad_values_name_the_key() {
     );
     assert!(e.contains("sync") && e.contains("none"), "{e}");
 }
+
+#[tokio::test]
+async fn queue_handed_back_after_a_connection_keeps_its_order_across_restart() {
+    let dir = temp_dir("handback");
+    let store = FjallStore::open(&storage(&dir)).unwrap();
+    store.put(SessionState::new("c".into(), EXPIRY_NEVER), Instant::now());
+    for i in 0..5 {
+        store.enqueue(
+            "c",
+            delivery("t", &format!("m{i}"), QoS::AtLeastOnce),
+            &LIMITS,
+        );
+    }
+    for round in 0..3 {
+        // The client connects, takes two messages, two more arrive for it, it leaves.
+        let mut s = store.take("c").unwrap();
+        s.dequeue();
+        s.dequeue();
+        for j in 0..2 {
+            let d = delivery("t", &format!("r{round}-{j}"), QoS::AtLeastOnce);
+            s.queue_bytes += d.queued_size();
+            s.queue.push_back(d);
+        }
+        store.put(s, Instant::now());
+    }
+    let want: Vec<String> = {
+        let s = store.take("c").unwrap();
+        let v = s
+            .queue
+            .iter()
+            .map(|d| String::from_utf8(d.message.payload.to_vec()).unwrap())
+            .collect();
+        store.put(s, Instant::now());
+        v
+    };
+    assert_eq!(want, ["r0-1", "r1-0", "r1-1", "r2-0", "r2-1"]);
+    assert_eq!(store.stored().0, 5);
+    assert!(SessionStore::durable(&*store).wait().await);
+    store.close();
+    drop(store);
+    let store = FjallStore::open(&storage(&dir)).unwrap();
+    assert_eq!(store.recovery_report().queued_messages, 5);
+    let s = store.take("c").unwrap();
+    let got: Vec<String> = s
+        .queue
+        .iter()
+        .map(|d| String::from_utf8(d.message.payload.to_vec()).unwrap())
+        .collect();
+    assert_eq!(got, want);
+    store.close();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -244,12 +244,20 @@ struct Offline {
     expires_at: Option<Instant>,
 }
 
+/// A queued message as written on disk: its key, its size, and the delivery itself (sharing the
+/// message), to recognise it when the session comes back from its connection.
+struct OnDisk {
+    seq: u64,
+    size: usize,
+    delivery: Delivery,
+}
+
 /// One client id in the mirror: its session while offline, and the keys of its queued messages
 /// on disk (kept while the client is online too, so they can be replaced when it leaves).
 #[derive(Default)]
 struct Entry {
     offline: Option<Offline>,
-    disk_queue: VecDeque<(u64, usize)>,
+    disk_queue: VecDeque<OnDisk>,
 }
 
 /// Sessions and retained messages in memory, written through to a `fjall` database.
@@ -541,8 +549,12 @@ impl FjallStore {
                 Ok(Some(d)) => {
                     let size = d.queued_size();
                     off.session.queue_bytes += size;
+                    entry.disk_queue.push_back(OnDisk {
+                        seq,
+                        size,
+                        delivery: d.clone(),
+                    });
                     off.session.queue.push_back(d);
-                    entry.disk_queue.push_back((seq, size));
                     r.queued_messages += 1;
                 }
                 Ok(None) => {
@@ -585,7 +597,7 @@ impl FjallStore {
         let (mut count, mut bytes) = (0u64, 0u64);
         for (id, entry) in sessions {
             count += entry.disk_queue.len() as u64;
-            bytes += entry.disk_queue.iter().map(|(_, s)| *s as u64).sum::<u64>();
+            bytes += entry.disk_queue.iter().map(|d| d.size as u64).sum::<u64>();
             let i = self.shard_index(&id);
             if let Some(shard) = self.shards.get(i) {
                 lock(shard).insert(id, entry);
@@ -661,7 +673,7 @@ impl FjallStore {
     }
 
     fn forget_disk_queue(&self, client_id: &str, entry: &mut Entry, ops: &mut Vec<Op>) {
-        for (seq, size) in entry.disk_queue.drain(..) {
+        for OnDisk { seq, size, .. } in entry.disk_queue.drain(..) {
             ops.push(Op::Remove(Ks::Queue, queue_key(client_id, seq)));
             self.stored_messages.fetch_sub(1, Ordering::Relaxed);
             self.stored_bytes.fetch_sub(size as u64, Ordering::Relaxed);
@@ -707,6 +719,33 @@ impl std::fmt::Display for OpenFailure {
     }
 }
 
+fn same_delivery(a: &Delivery, b: &Delivery) -> bool {
+    Arc::ptr_eq(&a.message, &b.message)
+        && a.qos == b.qos
+        && a.retain == b.retain
+        && a.subscription_ids == b.subscription_ids
+}
+
+/// Takes out of `disk` the run of entries that `queue` starts with, in order; what is left in
+/// `disk` is to be deleted.
+fn keep_run(disk: &mut VecDeque<OnDisk>, queue: &VecDeque<Delivery>) -> VecDeque<OnDisk> {
+    let Some(first) = queue.front() else {
+        return VecDeque::new();
+    };
+    let Some(start) = disk.iter().position(|o| same_delivery(&o.delivery, first)) else {
+        return VecDeque::new();
+    };
+    let run = disk
+        .iter()
+        .skip(start)
+        .zip(queue.iter())
+        .take_while(|(o, d)| same_delivery(&o.delivery, d))
+        .count();
+    let mut kept: VecDeque<OnDisk> = disk.drain(start..start + run).collect();
+    kept.shrink_to_fit();
+    kept
+}
+
 fn aside_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
@@ -745,11 +784,16 @@ impl SessionStore for FjallStore {
         let id = session.client_id.clone();
         self.with_shard(&id, |m| {
             let entry = m.entry(id.clone()).or_default();
-            let mut ops = Vec::with_capacity(session.queue.len() * 2 + 1);
+            let mut ops = Vec::new();
+            // The messages still queued from before the connection are a run of those on disk
+            // (the delivered ones were taken from its front): they stay where they are, only
+            // the others are deleted and the new ones written, after them.
+            let kept = keep_run(&mut entry.disk_queue, &session.queue);
             self.forget_disk_queue(&id, entry, &mut ops);
+            entry.disk_queue = kept;
             let now = Instant::now();
             let wall = now_ms();
-            for d in &session.queue {
+            for d in session.queue.iter().skip(entry.disk_queue.len()) {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
                 let size = d.queued_size();
                 ops.push(Op::Insert(
@@ -757,7 +801,11 @@ impl SessionStore for FjallStore {
                     queue_key(&id, seq),
                     encode_delivery(d, now, wall),
                 ));
-                entry.disk_queue.push_back((seq, size));
+                entry.disk_queue.push_back(OnDisk {
+                    seq,
+                    size,
+                    delivery: d.clone(),
+                });
                 self.stored_messages.fetch_add(1, Ordering::Relaxed);
                 self.stored_bytes.fetch_add(size as u64, Ordering::Relaxed);
             }
@@ -812,7 +860,11 @@ impl SessionStore for FjallStore {
                 let value = encode_delivery(d, Instant::now(), now_ms());
                 self.commit
                     .append([Op::Insert(Ks::Queue, queue_key(client_id, seq), value)]);
-                entry.disk_queue.push_back((seq, size));
+                entry.disk_queue.push_back(OnDisk {
+                    seq,
+                    size,
+                    delivery: d.clone(),
+                });
                 self.stored_messages.fetch_add(1, Ordering::Relaxed);
                 self.stored_bytes.fetch_add(size as u64, Ordering::Relaxed);
             }
