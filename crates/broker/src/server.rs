@@ -38,6 +38,8 @@ const READ_MIN: usize = 512;
 /// 64 KiB, fan-in QoS 0 delivered a tenth of what it does with 4 KiB).
 const READ_MAX: usize = 4096;
 /// How long a closing connection may take to flush its last packets.
+/// Read and Write ACL decisions remembered per session (each side); the memo starts over when full.
+const ACL_MEMO_TOPICS: usize = 1024;
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a new connection waits for the one it takes over to hand its session back.
 const TAKEOVER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -620,7 +622,13 @@ impl Driver {
                         who,
                     )))
             }
-            (None, Some(acl)) => self.conn.set_authorizer(Arc::new(acl.session(&who))),
+            // Topics repeat per session: a memo makes the usual check one hash lookup.
+            (None, Some(acl)) => self
+                .conn
+                .set_authorizer(Arc::new(crate::auth::AclCache::new(
+                    acl.session(&who),
+                    ACL_MEMO_TOPICS,
+                ))),
             (None, None) => {}
         }
         self.conn.accept(
