@@ -37,6 +37,10 @@ for round in $(seq 1 "$ROUNDS"); do
     "$TERN" broker --memory --listen "127.0.0.1:$port" -c "$dir/$cfg.toml" > "$dir/broker.log" 2>&1 &
     pid=$!
     for _ in $(seq 100); do (exec 3<> "/dev/tcp/127.0.0.1/$port") 2> /dev/null && break; sleep 0.1; done
+    # The file is in force: a QoS 1 publish outside its grants is refused (v5 PUBACK 0x87).
+    if [ "$cfg" = acl1000 ] && "$TERN" pub -p "$port" -V 5 -q 1 -t elsewhere/x -m x 2> /dev/null; then
+      echo "ACL not in force: publish to elsewhere/x was accepted" >&2; exit 1
+    fi
     load=$(cut -d' ' -f1 /proc/loadavg)
     out=$("$TERN" bench fanin -p "$port" -q 0 -P 4 -d "$DUR" ${RATE:+--rate "$RATE"} --json)
     ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
