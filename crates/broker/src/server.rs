@@ -506,7 +506,7 @@ impl Driver {
                         None => saved,
                     });
                 }
-                Action::Closed { will, reason } => self.finalize(will, reason),
+                Action::Closed { will, reason } => self.finalize(will.map(|w| *w), reason),
             }
         }
         if !self.pressure.full.is_empty() && self.paused_until.is_none() {

@@ -427,7 +427,7 @@ async fn queued_messages_are_checked_against_the_acl_on_delivery() {
     l.acl_file = Some(acl);
     let (b, addr) = start(vec![l]).await;
     let persistent = |clean_start| {
-        Packet::Connect(tern_codec::Connect {
+        Packet::Connect(Box::new(tern_codec::Connect {
             protocol: V5,
             clean_start,
             keep_alive: 30,
@@ -439,7 +439,7 @@ async fn queued_messages_are_checked_against_the_acl_on_delivery() {
                 session_expiry_interval: Some(600),
                 ..Default::default()
             },
-        })
+        }))
     };
     let mut alice = client(addr, V5).await;
     alice.send(&persistent(true)).await;

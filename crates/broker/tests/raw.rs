@@ -11,7 +11,7 @@ use std::time::Duration;
 use tern_codec::*;
 
 fn connect_v5(id: &str, clean: bool, expiry: Option<u32>) -> Packet {
-    Packet::Connect(Connect {
+    Packet::Connect(Box::new(Connect {
         protocol: ProtocolVersion::V5,
         clean_start: clean,
         keep_alive: 30,
@@ -23,7 +23,7 @@ fn connect_v5(id: &str, clean: bool, expiry: Option<u32>) -> Packet {
             session_expiry_interval: expiry,
             ..Default::default()
         },
-    })
+    }))
 }
 
 async fn raw_connected(addr: std::net::SocketAddr, connect: Packet) -> (Raw, ConnAck) {
@@ -140,7 +140,7 @@ async fn keep_alive_timeout_disconnects_with_0x8d_and_sends_will_mqtt_3_1_2_24()
     watcher.recv().await;
 
     let mut r = Raw::connect(addr).await;
-    r.send(&Packet::Connect(Connect {
+    r.send(&Packet::Connect(Box::new(Connect {
         protocol: ProtocolVersion::V5,
         clean_start: true,
         keep_alive: 1,
@@ -155,7 +155,7 @@ async fn keep_alive_timeout_disconnects_with_0x8d_and_sends_will_mqtt_3_1_2_24()
         username: None,
         password: None,
         properties: Default::default(),
-    }))
+    })))
     .await;
     let t = std::time::Instant::now();
     let got = r.until_closed().await;

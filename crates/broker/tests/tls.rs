@@ -87,16 +87,18 @@ async fn refused(addr: std::net::SocketAddr, cfg: std::sync::Arc<rustls::ClientC
         Err(_) => {}
         Ok(s) => {
             let mut c = Client::new(s, V311);
-            c.send(&tern_codec::Packet::Connect(tern_codec::Connect {
-                protocol: V311,
-                clean_start: true,
-                keep_alive: 30,
-                client_id: "x".into(),
-                will: None,
-                username: None,
-                password: None,
-                properties: Default::default(),
-            }))
+            c.send(&tern_codec::Packet::Connect(Box::new(
+                tern_codec::Connect {
+                    protocol: V311,
+                    clean_start: true,
+                    keep_alive: 30,
+                    client_id: "x".into(),
+                    will: None,
+                    username: None,
+                    password: None,
+                    properties: Default::default(),
+                },
+            )))
             .await;
             assert!(
                 c.recv().await.is_none(),

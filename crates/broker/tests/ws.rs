@@ -56,7 +56,7 @@ fn encode(p: &Packet, v: ProtocolVersion) -> Vec<u8> {
 }
 
 fn connect_packet(v: ProtocolVersion, id: &str) -> Packet {
-    Packet::Connect(tern_codec::Connect {
+    Packet::Connect(Box::new(tern_codec::Connect {
         protocol: v,
         clean_start: true,
         keep_alive: 30,
@@ -65,7 +65,7 @@ fn connect_packet(v: ProtocolVersion, id: &str) -> Packet {
         username: None,
         password: None,
         properties: Default::default(),
-    })
+    }))
 }
 
 #[tokio::test]

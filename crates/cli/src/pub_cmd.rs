@@ -151,7 +151,7 @@ async fn publish(cli: PubCli) -> anyhow::Result<()> {
         topic: ByteStr::from(topic.as_str()),
         qos,
         retain: cli.retain,
-        properties: connection.properties.publish.clone(),
+        properties: connection.properties.publish.clone().into(),
         ..Default::default()
     };
     let mut options = connection.options.clone();

@@ -173,7 +173,7 @@ async fn request(mut cli: RrCli) -> anyhow::Result<ExitCode> {
             qos,
             retain: cli.retain,
             payload,
-            properties,
+            properties: properties.into(),
             ..Default::default()
         })
         .await

@@ -46,7 +46,7 @@ fn login(port: u16, user: &str, password: &str) -> (TcpStream, BytesMut, u8) {
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     send(
         &mut s,
-        &Packet::Connect(tern_codec::Connect {
+        &Packet::Connect(Box::new(tern_codec::Connect {
             protocol: V5,
             clean_start: true,
             keep_alive: 60,
@@ -55,7 +55,7 @@ fn login(port: u16, user: &str, password: &str) -> (TcpStream, BytesMut, u8) {
             username: Some(user.into()),
             password: Some(bytes::Bytes::copy_from_slice(password.as_bytes())),
             properties: Default::default(),
-        }),
+        })),
     );
     let mut buf = BytesMut::new();
     match recv(&mut s, &mut buf) {

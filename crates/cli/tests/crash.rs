@@ -121,7 +121,7 @@ impl Conn {
             rbuf: BytesMut::with_capacity(64 * 1024),
             wbuf: BytesMut::new(),
         };
-        c.send(&Packet::Connect(Connect {
+        c.send(&Packet::Connect(Box::new(Connect {
             protocol: V,
             clean_start: clean,
             keep_alive: 60,
@@ -130,7 +130,7 @@ impl Conn {
             username: None,
             password: None,
             properties: ConnectProperties::default(),
-        }))?;
+        })))?;
         c.flush()?;
         match c.recv(Duration::from_secs(10))? {
             Some(Packet::ConnAck(a)) if a.reason_code.0 == 0 => Ok((c, a.session_present)),

@@ -42,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         topic: "service/echo".into(),
         qos: QoS::AtLeastOnce,
         payload: "ping".into(),
-        properties: request_properties("replies/example", None),
+        properties: request_properties("replies/example", None).into(),
         ..Default::default()
     };
     let response = caller.request(request, Duration::from_secs(5)).await?;

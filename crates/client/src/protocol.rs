@@ -224,7 +224,7 @@ impl Protocol {
         if reconnecting && self.session_expected {
             connect.clean_start = false;
         }
-        Packet::Connect(connect)
+        Packet::Connect(Box::new(connect))
     }
 
     /// Handles the CONNACK of a new connection. On success, re-sends what the resumed session
@@ -617,7 +617,7 @@ impl Protocol {
             }
             Packet::Disconnect(d) => Err(Error::ServerDisconnect {
                 reason_code: d.reason_code,
-                reason_string: d.properties.reason_string.map(|s| s.to_string()),
+                reason_string: d.properties.reason_string.as_ref().map(|s| s.to_string()),
             }),
             other => self.protocol_error(format!("unexpected {} from the server", other.name())),
         }

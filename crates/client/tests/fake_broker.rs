@@ -56,7 +56,7 @@ impl Server {
             version,
         };
         match conn.recv().await {
-            Packet::Connect(c) => (conn, c),
+            Packet::Connect(c) => (conn, *c),
             other => panic!("expected CONNECT, got {other:?}"),
         }
     }
@@ -73,7 +73,7 @@ impl Conn {
         self.send(Packet::ConnAck(ConnAck {
             session_present,
             reason_code: ReasonCode::SUCCESS,
-            properties,
+            properties: properties.into(),
         }))
         .await;
     }

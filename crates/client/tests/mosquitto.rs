@@ -371,7 +371,7 @@ async fn request_response_v5() {
         topic: "service/echo".into(),
         qos: QoS::AtLeastOnce,
         payload: "ping".into(),
-        properties: tern_client::request_properties("replies/me", None),
+        properties: tern_client::request_properties("replies/me", None).into(),
         ..Default::default()
     };
     let response = requester

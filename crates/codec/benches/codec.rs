@@ -30,7 +30,7 @@ fn tern_packets(v: ProtocolVersion) -> Vec<(&'static str, Packet)> {
     vec![
         (
             "connect",
-            Packet::Connect(Connect {
+            Packet::Connect(Box::new(Connect {
                 protocol: v,
                 clean_start: true,
                 keep_alive: 60,
@@ -39,7 +39,7 @@ fn tern_packets(v: ProtocolVersion) -> Vec<(&'static str, Packet)> {
                 username: Some(ByteStr::from_static("user")),
                 password: Some(Bytes::from_static(b"password")),
                 properties: ConnectProperties::default(),
-            }),
+            })),
         ),
         ("publish_64B_qos1", publish(64)),
         ("publish_1KiB_qos1", publish(1024)),

@@ -27,7 +27,7 @@ fn publish(size: usize) -> Packet {
 }
 
 fn connect(v: ProtocolVersion) -> Packet {
-    Packet::Connect(Connect {
+    Packet::Connect(Box::new(Connect {
         protocol: v,
         clean_start: true,
         keep_alive: 60,
@@ -36,7 +36,7 @@ fn connect(v: ProtocolVersion) -> Packet {
         username: Some(ByteStr::from_static("user")),
         password: Some(Bytes::from_static(b"password")),
         properties: ConnectProperties::default(),
-    })
+    }))
 }
 
 fn subscribe() -> Packet {

@@ -43,8 +43,8 @@ pub fn decode(
     if buf.len() < size {
         return Ok(None);
     }
-    buf.advance(header_len);
-    let body = buf.split_to(remaining).freeze();
+    let mut body = buf.split_to(size).freeze();
+    body.advance(header_len);
     // PUBLISH is built where it is returned: a `Packet` is a few hundred bytes, and moving it
     // through each layer showed up as a large share of decoding time.
     if byte1 >> 4 == 3 {
@@ -112,7 +112,7 @@ fn decode_body(byte1: u8, body: Bytes, version: ProtocolVersion) -> Result<Packe
     let v5 = version.is_v5();
     let mut r = body;
     let packet = match byte1 >> 4 {
-        1 => Packet::Connect(decode_connect(&mut r)?),
+        1 => Packet::Connect(Box::new(decode_connect(&mut r)?)),
         2 => Packet::ConnAck(decode_connack(&mut r, version)?),
         3 => {
             return decode_publish(byte1, r, version)?
@@ -245,41 +245,56 @@ fn read_binary(r: &mut Bytes, field: &'static str) -> Result<Bytes, DecodeError>
     Ok(r.split_to(len))
 }
 
+/// The two-byte length of a string and the bytes it announces, still in `r`.
+#[inline]
+fn peek_string<'a>(r: &'a Bytes, field: &'static str) -> Result<&'a [u8], DecodeError> {
+    let [hi, lo, ..] = r[..] else {
+        return Err(DecodeError::UnexpectedEnd { field });
+    };
+    let len = usize::from(u16::from_be_bytes([hi, lo]));
+    r.get(2..2 + len)
+        .ok_or(DecodeError::UnexpectedEnd { field })
+}
+
+/// Takes the string [`peek_string`] returned off the front of `r`, checking it is UTF-8.
+#[inline(always)]
+fn take_string(r: &mut Bytes, len: usize, field: &'static str) -> Result<ByteStr, DecodeError> {
+    r.advance(2);
+    ByteStr::split_from(r, len).ok_or(DecodeError::InvalidUtf8 { field })
+}
+
 /// A UTF-8 Encoded String (section 1.5.4): well-formed UTF-8, which excludes encoded surrogates
 /// [MQTT-1.5.4-1], and no U+0000 [MQTT-1.5.4-2].
 fn read_string(r: &mut Bytes, field: &'static str) -> Result<ByteStr, DecodeError> {
-    let bytes = read_binary(r, field)?;
-    if bytes.contains(&0) {
+    let s = peek_string(r, field)?;
+    if s.contains(&0) {
         return Err(DecodeError::NullCharacter { field });
     }
-    ByteStr::from_utf8(bytes).ok_or(DecodeError::InvalidUtf8 { field })
+    take_string(r, s.len(), field)
 }
 
 /// A topic name (PUBLISH, Will): a UTF-8 string without wildcards. Emptiness is the caller's
 /// business because a v5 PUBLISH may have an empty topic with a Topic Alias.
-#[inline]
+#[inline(always)]
 fn read_topic_name(r: &mut Bytes, field: &'static str) -> Result<ByteStr, DecodeError> {
-    let bytes = read_binary(r, field)?;
-    let scan = topic::scan(&bytes);
-    if !scan.special && scan.ascii {
-        // The common case, checked in one pass.
-        return Ok(ByteStr::from_checked_ascii(bytes));
+    let s = peek_string(r, field)?;
+    if topic::has_special(s) {
+        topic::check_name_bytes(s).map_err(|e| match e {
+            TopicError::NullCharacter => DecodeError::NullCharacter { field },
+            e => DecodeError::InvalidTopicName(e),
+        })?;
     }
-    topic::check_name_bytes(&bytes).map_err(|e| match e {
-        TopicError::NullCharacter => DecodeError::NullCharacter { field },
-        e => DecodeError::InvalidTopicName(e),
-    })?;
-    ByteStr::from_utf8(bytes).ok_or(DecodeError::InvalidUtf8 { field })
+    take_string(r, s.len(), field)
 }
 
 fn read_topic_filter(r: &mut Bytes) -> Result<ByteStr, DecodeError> {
     let field = "topic filter";
-    let bytes = read_binary(r, field)?;
-    topic::check_filter_bytes(&bytes).map_err(|e| match e {
+    let s = peek_string(r, field)?;
+    topic::check_filter_bytes(s).map_err(|e| match e {
         TopicError::NullCharacter => DecodeError::NullCharacter { field },
         e => DecodeError::InvalidTopicFilter(e),
     })?;
-    ByteStr::from_utf8(bytes).ok_or(DecodeError::InvalidUtf8 { field })
+    take_string(r, s.len(), field)
 }
 
 #[inline]
@@ -332,21 +347,21 @@ enum Value {
 
 /// Iterates over a property block, rejecting unknown identifiers (Malformed) and duplicates of
 /// any property but User Property and Subscription Identifier (Protocol Error).
-struct Props {
+struct PropReader {
     r: Bytes,
     seen: u64,
     packet: &'static str,
 }
 
-impl Props {
-    fn read(r: &mut Bytes, packet: &'static str) -> Result<Props, DecodeError> {
+impl PropReader {
+    fn read(r: &mut Bytes, packet: &'static str) -> Result<PropReader, DecodeError> {
         let len = read_vbi(r, "property length")? as usize;
         if r.len() < len {
             return Err(DecodeError::UnexpectedEnd {
                 field: "properties",
             });
         }
-        Ok(Props {
+        Ok(PropReader {
             r: r.split_to(len),
             seen: 0,
             packet,
@@ -450,7 +465,7 @@ fn response_topic(s: ByteStr) -> Result<ByteStr, DecodeError> {
 }
 
 fn decode_connect_properties(r: &mut Bytes) -> Result<ConnectProperties, DecodeError> {
-    let mut it = Props::read(r, "CONNECT")?;
+    let mut it = PropReader::read(r, "CONNECT")?;
     let mut p = ConnectProperties::default();
     while let Some((id, v)) = it.next()? {
         use PropertyId as I;
@@ -482,7 +497,7 @@ fn decode_connect_properties(r: &mut Bytes) -> Result<ConnectProperties, DecodeE
 }
 
 fn decode_will_properties(r: &mut Bytes) -> Result<WillProperties, DecodeError> {
-    let mut it = Props::read(r, "CONNECT (Will Properties)")?;
+    let mut it = PropReader::read(r, "CONNECT (Will Properties)")?;
     let mut p = WillProperties::default();
     while let Some((id, v)) = it.next()? {
         use PropertyId as I;
@@ -503,7 +518,7 @@ fn decode_will_properties(r: &mut Bytes) -> Result<WillProperties, DecodeError> 
 }
 
 fn decode_connack_properties(r: &mut Bytes) -> Result<ConnAckProperties, DecodeError> {
-    let mut it = Props::read(r, "CONNACK")?;
+    let mut it = PropReader::read(r, "CONNACK")?;
     let mut p = ConnAckProperties::default();
     while let Some((id, v)) = it.next()? {
         use PropertyId as I;
@@ -558,7 +573,7 @@ fn decode_connack_properties(r: &mut Bytes) -> Result<ConnAckProperties, DecodeE
 }
 
 fn decode_publish_properties(r: &mut Bytes) -> Result<PublishProperties, DecodeError> {
-    let mut it = Props::read(r, "PUBLISH")?;
+    let mut it = PropReader::read(r, "PUBLISH")?;
     let mut p = PublishProperties::default();
     while let Some((id, v)) = it.next()? {
         use PropertyId as I;
@@ -591,7 +606,7 @@ fn decode_ack_properties(
     r: &mut Bytes,
     packet: &'static str,
 ) -> Result<AckProperties, DecodeError> {
-    let mut it = Props::read(r, packet)?;
+    let mut it = PropReader::read(r, packet)?;
     let mut p = AckProperties::default();
     while let Some((id, v)) = it.next()? {
         match (id, v) {
@@ -604,7 +619,7 @@ fn decode_ack_properties(
 }
 
 fn decode_subscribe_properties(r: &mut Bytes) -> Result<SubscribeProperties, DecodeError> {
-    let mut it = Props::read(r, "SUBSCRIBE")?;
+    let mut it = PropReader::read(r, "SUBSCRIBE")?;
     let mut p = SubscribeProperties::default();
     while let Some((id, v)) = it.next()? {
         match (id, v) {
@@ -626,7 +641,7 @@ fn decode_subscribe_properties(r: &mut Bytes) -> Result<SubscribeProperties, Dec
 }
 
 fn decode_unsubscribe_properties(r: &mut Bytes) -> Result<UnsubscribeProperties, DecodeError> {
-    let mut it = Props::read(r, "UNSUBSCRIBE")?;
+    let mut it = PropReader::read(r, "UNSUBSCRIBE")?;
     let mut p = UnsubscribeProperties::default();
     while let Some((id, v)) = it.next()? {
         match (id, v) {
@@ -638,7 +653,7 @@ fn decode_unsubscribe_properties(r: &mut Bytes) -> Result<UnsubscribeProperties,
 }
 
 fn decode_disconnect_properties(r: &mut Bytes) -> Result<DisconnectProperties, DecodeError> {
-    let mut it = Props::read(r, "DISCONNECT")?;
+    let mut it = PropReader::read(r, "DISCONNECT")?;
     let mut p = DisconnectProperties::default();
     while let Some((id, v)) = it.next()? {
         use PropertyId as I;
@@ -654,7 +669,7 @@ fn decode_disconnect_properties(r: &mut Bytes) -> Result<DisconnectProperties, D
 }
 
 fn decode_auth_properties(r: &mut Bytes) -> Result<AuthProperties, DecodeError> {
-    let mut it = Props::read(r, "AUTH")?;
+    let mut it = PropReader::read(r, "AUTH")?;
     let mut p = AuthProperties::default();
     while let Some((id, v)) = it.next()? {
         use PropertyId as I;
@@ -771,10 +786,10 @@ fn decode_connack(r: &mut Bytes, version: ProtocolVersion) -> Result<ConnAck, De
     let session_present = flags & 0x01 != 0;
     let (reason_code, properties) = if version.is_v5() {
         let rc = check_reason("CONNACK", code, CONNACK_CODES)?;
-        (rc, decode_connack_properties(r)?)
+        (rc, decode_connack_properties(r)?.into())
     } else {
         let rc = check_reason("CONNACK", code, V3_CONNACK_CODES)?;
-        (rc, ConnAckProperties::default())
+        (rc, Props::none())
     };
     if session_present && code != 0 {
         // [MQTT-3.2.2-4] (5.0: [MQTT-3.2.2-6])
@@ -789,6 +804,7 @@ fn decode_connack(r: &mut Bytes, version: ProtocolVersion) -> Result<ConnAck, De
 }
 
 /// PUBLISH (section 3.3). `r` is the whole body; the payload is what follows the variable header.
+#[inline(always)]
 fn decode_publish(
     byte1: u8,
     mut r: Bytes,
@@ -808,13 +824,13 @@ fn decode_publish(
         read_packet_id(&mut r, "PUBLISH")?
     };
     let properties = if !version.is_v5() {
-        PublishProperties::default()
+        Props::none()
     } else if r.first() == Some(&0) {
         // No properties: the common case, without the property parser.
         r.advance(1);
-        PublishProperties::default()
+        Props::none()
     } else {
-        decode_publish_properties(&mut r)?
+        decode_publish_properties(&mut r)?.into()
     };
     if topic.as_bytes().is_empty() {
         if !version.is_v5() {
@@ -995,7 +1011,7 @@ fn decode_disconnect(r: &mut Bytes, v5: bool) -> Result<Disconnect, DecodeError>
     if v5 && !r.is_empty() {
         d.reason_code = check_reason("DISCONNECT", read_u8(r, "reason code")?, DISCONNECT_CODES)?;
         if !r.is_empty() {
-            d.properties = decode_disconnect_properties(r)?;
+            d.properties = decode_disconnect_properties(r)?.into();
         }
     }
     finish(r, "DISCONNECT")?;
@@ -1008,7 +1024,7 @@ fn decode_auth(r: &mut Bytes) -> Result<Auth, DecodeError> {
     if !r.is_empty() {
         a.reason_code = check_reason("AUTH", read_u8(r, "reason code")?, AUTH_CODES)?;
         if !r.is_empty() {
-            a.properties = decode_auth_properties(r)?;
+            a.properties = decode_auth_properties(r)?.into();
         }
     }
     finish(r, "AUTH")?;

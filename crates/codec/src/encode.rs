@@ -145,8 +145,7 @@ fn vbi_len(v: u32) -> usize {
     }
 }
 
-/// The bytes of a string to put on the wire. `ByteStr` is read through its `Bytes`, because its
-/// `Deref` to `str` re-checks UTF-8 on every call.
+/// The bytes of a string to put on the wire.
 trait Wire {
     fn wire(&self) -> &[u8];
 }

@@ -16,8 +16,11 @@
 //!   [`Connect::protocol`] and pass it for every later packet.
 //! - Encoding for 3.1/3.1.1 maps v5 CONNACK error codes to the 3.1.1 return codes
 //!   ([`ReasonCode::to_v3_connack`]) and SUBACK failure codes to 0x80.
-//! - [`ByteStr`]'s `Deref` to `str` re-checks UTF-8 on each call (it holds `Bytes`): on hot
-//!   paths, take `as_str()` once, or compare `as_bytes()`.
+//! - [`ByteStr`] is checked once, when built: reading it as `str` costs nothing. Strings of up to
+//!   [`INLINE_CAPACITY`](types::INLINE_CAPACITY) bytes are held inline, longer ones share the
+//!   received buffer.
+//! - v5 properties are held in [`Props`], one pointer allocated only when a property is set, so
+//!   that a [`Packet`] stays small to move; CONNECT, large and rare, is boxed in [`Packet`].
 
 #![forbid(unsafe_code)]
 

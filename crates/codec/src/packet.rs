@@ -11,8 +11,8 @@ use bytes::Bytes;
 /// Any MQTT control packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
-    /// CONNECT (1), client to server.
-    Connect(Connect),
+    /// CONNECT (1), client to server; boxed, being large and once per connection.
+    Connect(Box<Connect>),
     /// CONNACK (2), server to client.
     ConnAck(ConnAck),
     /// PUBLISH (3), both directions.
@@ -110,7 +110,7 @@ pub struct ConnAck {
     /// v5 Connect Reason Code, or the 3.1.1 Connect Return Code.
     pub reason_code: ReasonCode,
     /// v5 properties.
-    pub properties: ConnAckProperties,
+    pub properties: Props<ConnAckProperties>,
 }
 
 /// PUBLISH (section 3.3).
@@ -127,7 +127,7 @@ pub struct Publish {
     /// Packet Identifier; 0 when `qos` is 0 (not on the wire), non-zero otherwise.
     pub packet_id: u16,
     /// v5 properties.
-    pub properties: PublishProperties,
+    pub properties: Props<PublishProperties>,
     /// Application Message, shared without copying.
     pub payload: Bytes,
 }
@@ -221,7 +221,7 @@ pub struct Disconnect {
     /// v5 Disconnect Reason Code; 0x00 Normal disconnection when absent.
     pub reason_code: ReasonCode,
     /// v5 properties.
-    pub properties: DisconnectProperties,
+    pub properties: Props<DisconnectProperties>,
 }
 
 /// AUTH (section 3.15), v5 only.
@@ -230,5 +230,5 @@ pub struct Auth {
     /// Authenticate Reason Code: 0x00, 0x18 or 0x19.
     pub reason_code: ReasonCode,
     /// Properties.
-    pub properties: AuthProperties,
+    pub properties: Props<AuthProperties>,
 }

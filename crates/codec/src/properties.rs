@@ -5,6 +5,7 @@
 
 use crate::types::ByteStr;
 use bytes::Bytes;
+use std::fmt;
 
 /// A User Property name/value pair; may appear any number of times and order is kept.
 pub type UserProperty = (ByteStr, ByteStr);
@@ -263,4 +264,200 @@ pub struct AuthProperties {
     pub reason_string: Option<ByteStr>,
     /// User Properties.
     pub user_properties: Vec<UserProperty>,
+}
+
+/// A packet's v5 property block behind one pointer, allocated only when a property is set.
+///
+/// Most packets carry no property, and a property struct is up to a few hundred bytes: held
+/// inline, it made every [`Packet`](crate::Packet) as large as the largest, and every move of one
+/// a copy of that size. `Props<T>` is one word. It reads as a `T` (an absent block reads as the
+/// empty `T`), and the first write through `DerefMut` allocates the block; on hot paths, change
+/// fields through [`Props::get_mut`], which never allocates.
+pub struct Props<T: PropertyBlock>(Option<Box<T>>);
+
+/// A property struct that [`Props`] can hold: one with a shared, empty value to read when absent.
+pub trait PropertyBlock: Default + PartialEq + 'static {
+    /// The value with no property set.
+    fn empty() -> &'static Self;
+}
+
+impl<T: PropertyBlock> Props<T> {
+    /// No properties (no allocation).
+    pub const fn none() -> Self {
+        Props(None)
+    }
+
+    /// The properties, or `None` when none was ever set.
+    pub fn get(&self) -> Option<&T> {
+        self.0.as_deref()
+    }
+
+    /// The properties for changing in place, or `None` (and no allocation) when none is set.
+    pub fn get_mut(&mut self) -> Option<&mut T> {
+        self.0.as_deref_mut()
+    }
+
+    /// The properties by value (the empty `T` when none is set).
+    pub fn into_inner(self) -> T {
+        self.0.map(|b| *b).unwrap_or_default()
+    }
+}
+
+impl<T: PropertyBlock> std::ops::Deref for Props<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        match &self.0 {
+            Some(b) => b,
+            None => T::empty(),
+        }
+    }
+}
+
+impl<T: PropertyBlock> std::ops::DerefMut for Props<T> {
+    /// Allocates the block on the first write.
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+/// An empty block stays unallocated, so converting a property-less value costs nothing.
+impl<T: PropertyBlock> From<T> for Props<T> {
+    fn from(t: T) -> Self {
+        if t == *T::empty() {
+            Props(None)
+        } else {
+            Props(Some(Box::new(t)))
+        }
+    }
+}
+
+impl<T: PropertyBlock> Default for Props<T> {
+    fn default() -> Self {
+        Props(None)
+    }
+}
+
+impl<T: PropertyBlock + Clone> Clone for Props<T> {
+    fn clone(&self) -> Self {
+        Props(self.0.clone())
+    }
+}
+
+/// Equal when the properties read the same: an absent block equals an empty one.
+impl<T: PropertyBlock> PartialEq for Props<T> {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            _ => **self == **other,
+        }
+    }
+}
+
+impl<T: PropertyBlock + Eq> Eq for Props<T> {}
+
+impl<T: PropertyBlock + fmt::Debug> fmt::Debug for Props<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PropertyBlock for PublishProperties {
+    fn empty() -> &'static Self {
+        static EMPTY: PublishProperties = PublishProperties {
+            payload_format_indicator: None,
+            message_expiry_interval: None,
+            topic_alias: None,
+            response_topic: None,
+            correlation_data: None,
+            user_properties: Vec::new(),
+            subscription_identifiers: Vec::new(),
+            content_type: None,
+        };
+        &EMPTY
+    }
+}
+
+impl PropertyBlock for ConnAckProperties {
+    fn empty() -> &'static Self {
+        static EMPTY: ConnAckProperties = ConnAckProperties {
+            session_expiry_interval: None,
+            receive_maximum: None,
+            maximum_qos: None,
+            retain_available: None,
+            maximum_packet_size: None,
+            assigned_client_identifier: None,
+            topic_alias_maximum: None,
+            reason_string: None,
+            user_properties: Vec::new(),
+            wildcard_subscription_available: None,
+            subscription_identifiers_available: None,
+            shared_subscription_available: None,
+            server_keep_alive: None,
+            response_information: None,
+            server_reference: None,
+            authentication_method: None,
+            authentication_data: None,
+        };
+        &EMPTY
+    }
+}
+
+impl PropertyBlock for DisconnectProperties {
+    fn empty() -> &'static Self {
+        static EMPTY: DisconnectProperties = DisconnectProperties {
+            session_expiry_interval: None,
+            reason_string: None,
+            user_properties: Vec::new(),
+            server_reference: None,
+        };
+        &EMPTY
+    }
+}
+
+impl PropertyBlock for AuthProperties {
+    fn empty() -> &'static Self {
+        static EMPTY: AuthProperties = AuthProperties {
+            authentication_method: None,
+            authentication_data: None,
+            reason_string: None,
+            user_properties: Vec::new(),
+        };
+        &EMPTY
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_properties_read_as_empty_and_equal_empty_ones() {
+        let none: Props<PublishProperties> = Props::none();
+        assert!(none.get().is_none());
+        assert_eq!(none.message_expiry_interval, None);
+        assert_eq!(none, Props::from(PublishProperties::default()));
+        assert!(
+            Props::from(PublishProperties::default()).get().is_none(),
+            "not allocated"
+        );
+    }
+
+    #[test]
+    fn first_write_allocates_and_get_mut_does_not() {
+        let mut p: Props<PublishProperties> = Props::none();
+        assert!(p.get_mut().is_none());
+        assert!(p.get().is_none());
+        p.message_expiry_interval = Some(5);
+        assert_eq!(p.get().and_then(|p| p.message_expiry_interval), Some(5));
+        assert_ne!(p, Props::none());
+        assert_eq!(p.clone().into_inner().message_expiry_interval, Some(5));
+    }
+
+    #[test]
+    fn every_packet_is_small_to_move() {
+        // CONNECT is boxed and properties are one pointer: a PUBLISH is what sets the size.
+        assert!(std::mem::size_of::<crate::Packet>() <= 128);
+        assert_eq!(std::mem::size_of::<Props<ConnAckProperties>>(), 8);
+    }
 }

@@ -1,7 +1,9 @@
 //! Small value types shared by many packets: protocol version, QoS, subscription options and
 //! [`ByteStr`], the zero-copy UTF-8 string every topic and string property is held in.
 
-use bytes::Bytes;
+use arrayvec::ArrayString;
+use bytes::{Buf, Bytes};
+use bytestring::ByteString;
 use std::fmt;
 use std::ops::Deref;
 
@@ -90,55 +92,110 @@ pub struct SubscriptionOptions {
     pub retain_handling: RetainHandling,
 }
 
-/// An immutable UTF-8 string backed by [`Bytes`], so topics and string properties decoded from a
-/// buffer share it instead of being copied. Validity (UTF-8, no U+0000) is checked on decode.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct ByteStr(Bytes);
+/// Longest string a [`ByteStr`] holds inline, without sharing a buffer.
+pub const INLINE_CAPACITY: usize = 40;
+
+/// An immutable UTF-8 string, checked once when built: topics and string properties.
+///
+/// A string of up to [`INLINE_CAPACITY`] bytes is held inline (copying that many bytes costs
+/// less than the two reference-count operations of sharing a buffer); a longer one shares the
+/// received buffer. Reading it as `&str` costs nothing: UTF-8 (and, for decoded strings, every
+/// rule of the specification) was checked when it was built.
+#[derive(Clone)]
+pub struct ByteStr(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline(ArrayString<INLINE_CAPACITY>),
+    Shared(ByteString),
+}
 
 impl ByteStr {
     /// An empty string.
     pub const fn new() -> ByteStr {
-        ByteStr(Bytes::new())
+        ByteStr(Repr::Inline(ArrayString::new_const()))
     }
 
-    /// Wraps bytes already known to be valid UTF-8; returns `None` otherwise.
+    /// The string in `bytes`, or `None` if they are not UTF-8. Shares `bytes` when longer than
+    /// [`INLINE_CAPACITY`].
     pub fn from_utf8(bytes: Bytes) -> Option<ByteStr> {
-        std::str::from_utf8(&bytes).ok()?;
-        Some(ByteStr(bytes))
+        if bytes.len() <= INLINE_CAPACITY {
+            return ByteStr::from_utf8_slice(&bytes);
+        }
+        ByteString::try_from(bytes)
+            .ok()
+            .map(|s| ByteStr(Repr::Shared(s)))
     }
 
-    /// Wraps bytes the caller has checked to be ASCII (hence UTF-8), skipping a second check.
-    #[inline]
-    pub(crate) fn from_checked_ascii(bytes: Bytes) -> ByteStr {
-        debug_assert!(bytes.is_ascii());
-        ByteStr(bytes)
+    /// The string in `bytes` (copied when short, else into a new buffer), or `None` if they are
+    /// not UTF-8.
+    pub fn from_utf8_slice(bytes: &[u8]) -> Option<ByteStr> {
+        std::str::from_utf8(bytes).ok().map(ByteStr::from)
+    }
+
+    /// Reads `len` bytes off the front of `r` as a string: copied when short, else a slice of
+    /// `r`'s buffer. `None` (and `r` left as it was) if they are not UTF-8.
+    #[inline(always)]
+    pub(crate) fn split_from(r: &mut Bytes, len: usize) -> Option<ByteStr> {
+        let head = r.get(..len)?;
+        if len <= INLINE_CAPACITY {
+            let s = std::str::from_utf8(head).ok()?;
+            let inline = ArrayString::from(s).ok()?;
+            r.advance(len);
+            return Some(ByteStr(Repr::Inline(inline)));
+        }
+        std::str::from_utf8(head).ok()?;
+        ByteString::try_from(r.split_to(len))
+            .ok()
+            .map(|s| ByteStr(Repr::Shared(s)))
     }
 
     /// A string from a static literal, without copying.
     pub const fn from_static(s: &'static str) -> ByteStr {
-        ByteStr(Bytes::from_static(s.as_bytes()))
+        ByteStr(Repr::Shared(ByteString::from_static(s)))
     }
 
     /// The string.
+    #[inline]
     pub fn as_str(&self) -> &str {
-        // Invariant: the bytes were checked to be UTF-8 on construction. A failure here would be a
-        // bug in this module, not bad input, so fall back to "" rather than panicking.
-        std::str::from_utf8(&self.0).unwrap_or("")
+        match &self.0 {
+            Repr::Inline(s) => s.as_str(),
+            Repr::Shared(s) => s,
+        }
     }
 
-    /// The underlying bytes (cheap clone).
-    pub fn as_bytes(&self) -> &Bytes {
-        &self.0
+    /// The string's bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        self.as_str().as_bytes()
     }
 
-    /// Consumes the string, returning its bytes.
+    /// The string's bytes as [`Bytes`]: shared when the string shares a buffer, else a copy.
+    pub fn to_bytes(&self) -> Bytes {
+        match &self.0 {
+            Repr::Inline(s) => Bytes::copy_from_slice(s.as_bytes()),
+            Repr::Shared(s) => s.as_bytes().clone(),
+        }
+    }
+
+    /// Consumes the string, returning its bytes (see [`ByteStr::to_bytes`]).
     pub fn into_bytes(self) -> Bytes {
-        self.0
+        match self.0 {
+            Repr::Inline(s) => Bytes::copy_from_slice(s.as_bytes()),
+            Repr::Shared(s) => s.into_bytes(),
+        }
+    }
+}
+
+impl Default for ByteStr {
+    fn default() -> Self {
+        ByteStr::new()
     }
 }
 
 impl Deref for ByteStr {
     type Target = str;
+    #[inline]
     fn deref(&self) -> &str {
         self.as_str()
     }
@@ -158,13 +215,46 @@ impl std::borrow::Borrow<str> for ByteStr {
 
 impl From<&str> for ByteStr {
     fn from(s: &str) -> ByteStr {
-        ByteStr(Bytes::copy_from_slice(s.as_bytes()))
+        match ArrayString::from(s) {
+            Ok(inline) => ByteStr(Repr::Inline(inline)),
+            Err(_) => ByteStr(Repr::Shared(ByteString::from(s))),
+        }
     }
 }
 
 impl From<String> for ByteStr {
     fn from(s: String) -> ByteStr {
-        ByteStr(Bytes::from(s.into_bytes()))
+        if s.len() <= INLINE_CAPACITY {
+            return ByteStr::from(s.as_str());
+        }
+        ByteStr(Repr::Shared(ByteString::from(s)))
+    }
+}
+
+impl PartialEq for ByteStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for ByteStr {}
+
+impl PartialOrd for ByteStr {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByteStr {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+/// Hashes as the `str` it holds, as [`Borrow<str>`](std::borrow::Borrow) requires.
+impl std::hash::Hash for ByteStr {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
     }
 }
 
@@ -189,5 +279,58 @@ impl PartialEq<str> for ByteStr {
 impl PartialEq<&str> for ByteStr {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn short_strings_are_inline_and_long_ones_share_the_buffer() {
+        let short = Bytes::from_static(b"a/b");
+        let long = Bytes::from(vec![b'x'; INLINE_CAPACITY + 1]);
+        assert!(matches!(
+            ByteStr::from_utf8(short).map(|s| s.0),
+            Some(Repr::Inline(_))
+        ));
+        let shared = ByteStr::from_utf8(long.clone()).unwrap_or_default();
+        assert!(matches!(shared.0, Repr::Shared(_)));
+        assert_eq!(shared.to_bytes().as_ptr(), long.as_ptr());
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_whatever_the_length() {
+        assert!(ByteStr::from_utf8(Bytes::from_static(b"\xff")).is_none());
+        let mut long = vec![b'x'; 100];
+        long.push(0xC0);
+        assert!(ByteStr::from_utf8(Bytes::from(long.clone())).is_none());
+        let mut r = Bytes::from(long);
+        assert!(ByteStr::split_from(&mut r, 101).is_none());
+        assert_eq!(r.len(), 101, "left as it was");
+    }
+
+    #[test]
+    fn equality_order_and_hash_follow_the_str_whatever_the_storage() {
+        let inline = ByteStr::from("topic");
+        let shared = ByteStr::from_static("topic");
+        assert_eq!(inline, shared);
+        assert_eq!(inline.cmp(&shared), std::cmp::Ordering::Equal);
+        // Borrow<str> requires the same hash as the str: a set of ByteStr finds a &str.
+        let set: HashSet<ByteStr> = [inline].into_iter().collect();
+        assert!(set.contains("topic"));
+        assert!(set.contains(&shared));
+    }
+
+    #[test]
+    fn split_from_takes_exactly_the_string() {
+        let mut r = Bytes::from_static(b"abcdef");
+        assert_eq!(ByteStr::split_from(&mut r, 4).unwrap_or_default(), "abcd");
+        assert_eq!(&r[..], b"ef");
+        assert!(
+            ByteStr::split_from(&mut r, 3).is_none(),
+            "longer than what is left"
+        );
     }
 }

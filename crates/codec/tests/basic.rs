@@ -47,7 +47,7 @@ fn connect_all_versions() {
         ProtocolVersion::V311,
         ProtocolVersion::V5,
     ] {
-        let c = Packet::Connect(Connect {
+        let c = Packet::Connect(Box::new(Connect {
             protocol: v,
             clean_start: true,
             keep_alive: 60,
@@ -62,7 +62,7 @@ fn connect_all_versions() {
             username: Some("u".into()),
             password: Some(Bytes::from_static(b"p")),
             properties: ConnectProperties::default(),
-        });
+        }));
         // CONNECT is decoded by its own level whatever version the decoder is given.
         let mut buf = BytesMut::new();
         encode(&c, ProtocolVersion::V5, &mut buf).unwrap();

@@ -87,9 +87,9 @@ fn fit(mut p: Packet, v5: bool) -> Packet {
         // rumqttc 0.25 miscounts the two-byte length prefixes of every AUTH property
         // (auth.rs `AuthProperties::len` and `read`), so only an AUTH without properties
         // survives a trip through it; AUTH properties are covered by roundtrip.rs and vectors.rs.
-        a.properties = AuthProperties::default();
+        a.properties = AuthProperties::default().into();
         // It cannot read an AUTH whose reason code and properties are left out either.
-        if a.reason_code == ReasonCode::SUCCESS && a.properties == AuthProperties::default() {
+        if a.reason_code == ReasonCode::SUCCESS && *a.properties == AuthProperties::default() {
             a.reason_code = ReasonCode::CONTINUE_AUTHENTICATION;
         }
     }
@@ -212,7 +212,7 @@ fn to_r5(p: &Packet) -> r5::Packet {
             let will = c.will.as_ref().map(|w| {
                 let wp = &w.properties;
                 r5::LastWill {
-                    topic: w.topic.as_bytes().clone(),
+                    topic: w.topic.to_bytes(),
                     message: w.payload.clone(),
                     qos: rq5(w.qos),
                     retain: w.retain,
@@ -279,7 +279,7 @@ fn to_r5(p: &Packet) -> r5::Packet {
                     _ => C::ConnectionRateExceeded,
                 },
                 properties: some_if(
-                    *pr != ConnAckProperties::default(),
+                    *pr != ConnAckProperties::default().into(),
                     r5::ConnAckProperties {
                         session_expiry_interval: pr.session_expiry_interval,
                         receive_max: pr.receive_maximum,
@@ -310,7 +310,7 @@ fn to_r5(p: &Packet) -> r5::Packet {
                 dup: x.dup,
                 qos: rq5(x.qos),
                 retain: x.retain,
-                topic: x.topic.as_bytes().clone(),
+                topic: x.topic.to_bytes(),
                 pkid: x.packet_id,
                 payload: x.payload.clone(),
                 properties: some_if(
@@ -555,7 +555,7 @@ fn tern_auth_view(a: &Auth) -> AuthView {
         }
         .to_string(),
         some_if(
-            *pr != AuthProperties::default(),
+            *pr != AuthProperties::default().into(),
             (
                 os(&pr.authentication_method),
                 pr.authentication_data.clone(),

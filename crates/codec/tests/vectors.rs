@@ -30,7 +30,7 @@ fn bs(s: &'static str) -> ByteStr {
 
 #[test]
 fn connect_v31() {
-    let p = Packet::Connect(Connect {
+    let p = Packet::Connect(Box::new(Connect {
         protocol: V31,
         clean_start: true,
         keep_alive: 10,
@@ -39,13 +39,13 @@ fn connect_v31() {
         username: None,
         password: None,
         properties: ConnectProperties::default(),
-    });
+    }));
     vector(V31, p, b"\x10\x0f\x00\x06MQIsdp\x03\x02\x00\x0a\x00\x01c");
 }
 
 #[test]
 fn connect_v311_with_will_and_credentials() {
-    let p = Packet::Connect(Connect {
+    let p = Packet::Connect(Box::new(Connect {
         protocol: V311,
         clean_start: false,
         keep_alive: 60,
@@ -60,7 +60,7 @@ fn connect_v311_with_will_and_credentials() {
         username: Some(bs("u")),
         password: Some(b(b"pw")),
         properties: ConnectProperties::default(),
-    });
+    }));
     // flags: user 0x80 | password 0x40 | will retain 0x20 | will QoS 1 0x08 | will 0x04 = 0xEC
     vector(
         V311,
@@ -71,7 +71,7 @@ fn connect_v311_with_will_and_credentials() {
 
 #[test]
 fn connect_v5_with_properties() {
-    let p = Packet::Connect(Connect {
+    let p = Packet::Connect(Box::new(Connect {
         protocol: V5,
         clean_start: true,
         keep_alive: 30,
@@ -94,7 +94,7 @@ fn connect_v5_with_properties() {
             user_properties: vec![(bs("k"), bs("v"))],
             ..Default::default()
         },
-    });
+    }));
     vector(
         V5,
         p,
@@ -111,7 +111,7 @@ fn connack_v311() {
     let p = Packet::ConnAck(ConnAck {
         session_present: true,
         reason_code: ReasonCode::V3_ACCEPTED,
-        properties: ConnAckProperties::default(),
+        properties: ConnAckProperties::default().into(),
     });
     vector(V311, p, b"\x20\x02\x01\x00");
     let refused = Packet::ConnAck(ConnAck {
@@ -142,7 +142,8 @@ fn connack_v5_with_properties() {
             assigned_client_identifier: Some(bs("auto-1")),
             topic_alias_maximum: Some(10),
             ..Default::default()
-        },
+        }
+        .into(),
     });
     vector(
         V5,
@@ -171,7 +172,7 @@ fn publish_v311_qos0_and_qos2() {
             topic: bs("t"),
             packet_id: 0x1234,
             payload: Bytes::new(),
-            properties: PublishProperties::default(),
+            properties: PublishProperties::default().into(),
         }),
         b"\x3d\x05\x00\x01t\x12\x34",
     );
@@ -191,7 +192,8 @@ fn publish_v5_with_properties() {
                 topic_alias: Some(2),
                 subscription_identifiers: vec![1, 300],
                 ..Default::default()
-            },
+            }
+            .into(),
             ..Default::default()
         }),
         b"\x32\x11\x00\x01t\x00\x01\x0a\x01\x01\x23\x00\x02\x0b\x01\x0b\xac\x02p",
@@ -370,7 +372,7 @@ fn disconnect() {
         V5,
         Packet::Disconnect(Disconnect {
             reason_code: ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
-            properties: DisconnectProperties::default(),
+            properties: DisconnectProperties::default().into(),
         }),
         b"\xe0\x02\x04\x00",
     );
@@ -381,7 +383,8 @@ fn disconnect() {
             properties: DisconnectProperties {
                 session_expiry_interval: Some(0),
                 ..Default::default()
-            },
+            }
+            .into(),
         }),
         b"\xe0\x07\x8e\x05\x11\x00\x00\x00\x00",
     );
@@ -391,7 +394,7 @@ fn disconnect() {
         decode(&mut input, V5, usize::MAX).unwrap(),
         Some(Packet::Disconnect(Disconnect {
             reason_code: ReasonCode::SERVER_SHUTTING_DOWN,
-            properties: DisconnectProperties::default(),
+            properties: DisconnectProperties::default().into(),
         }))
     );
 }
@@ -407,7 +410,8 @@ fn auth_v5() {
                 authentication_method: Some(bs("SCRAM")),
                 authentication_data: Some(b(b"\x01\x02")),
                 ..Default::default()
-            },
+            }
+            .into(),
         }),
         b"\xf0\x0f\x18\x0d\x15\x00\x05SCRAM\x16\x00\x02\x01\x02",
     );
@@ -458,7 +462,7 @@ fn encode_refuses_what_cannot_be_on_the_wire() {
             packet: "SUBSCRIBE"
         })
     );
-    let pw_only = Packet::Connect(Connect {
+    let pw_only = Packet::Connect(Box::new(Connect {
         protocol: V311,
         clean_start: true,
         keep_alive: 0,
@@ -467,7 +471,7 @@ fn encode_refuses_what_cannot_be_on_the_wire() {
         username: None,
         password: Some(b(b"x")),
         properties: ConnectProperties::default(),
-    });
+    }));
     assert_eq!(
         encode(&pw_only, V311, &mut buf),
         Err(EncodeError::PasswordWithoutUsername)
@@ -477,7 +481,8 @@ fn encode_refuses_what_cannot_be_on_the_wire() {
         properties: PublishProperties {
             topic_alias: Some(0),
             ..Default::default()
-        },
+        }
+        .into(),
         ..Default::default()
     });
     assert!(matches!(

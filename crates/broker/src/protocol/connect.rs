@@ -128,7 +128,7 @@ impl Connection {
         self.transmit.push_back(Packet::ConnAck(ConnAck {
             session_present: false,
             reason_code,
-            properties,
+            properties: properties.into(),
         }));
         self.will = None;
         self.finish(None, reason);
@@ -175,7 +175,7 @@ impl Connection {
         self.transmit.push_back(Packet::ConnAck(ConnAck {
             session_present,
             reason_code: ReasonCode::SUCCESS,
-            properties: props,
+            properties: props.into(),
         }));
         self.phase = Phase::Connected;
         self.touch(now);

@@ -142,8 +142,9 @@ pub enum Action {
     /// The connection is over: send what is queued, then close the socket. `will` is the will
     /// to publish (abnormal end), honouring its delay.
     Closed {
-        /// The will to publish, if the connection ended abnormally [MQTT-3.1.2-8].
-        will: Option<Will>,
+        /// The will to publish, if the connection ended abnormally [MQTT-3.1.2-8]; boxed, so
+        /// that every other action stays small.
+        will: Option<Box<Will>>,
         /// Why the connection ended, for logs.
         reason: ReasonCode,
     },
@@ -398,7 +399,7 @@ impl Connection {
         match self.phase {
             Phase::Closed => {}
             Phase::AwaitConnect => match packet {
-                Packet::Connect(c) => self.handle_connect(c),
+                Packet::Connect(c) => self.handle_connect(*c),
                 // The first packet must be CONNECT [MQTT-3.1.0-1].
                 _ => self.close_silently(ReasonCode::PROTOCOL_ERROR),
             },
@@ -477,7 +478,8 @@ impl Connection {
                 properties: tern_codec::DisconnectProperties {
                     reason_string: Some(ByteStr::from_static(reason.name())),
                     ..Default::default()
-                },
+                }
+                .into(),
             }));
         }
     }
@@ -492,6 +494,7 @@ impl Connection {
         self.phase = Phase::Closed;
         self.deadline = None;
         self.early.clear();
+        let will = will.map(Box::new);
         self.actions.push_back(Action::Closed { will, reason });
     }
 

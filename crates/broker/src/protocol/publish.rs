@@ -132,7 +132,7 @@ impl Connection {
     }
 
     fn route(&mut self, p: Publish, now: Instant) {
-        let mut properties = p.properties;
+        let mut properties = p.properties.into_inner();
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
         let expiry = properties.message_expiry_interval.take();
@@ -326,7 +326,7 @@ impl Connection {
             retain: d.retain,
             topic: m.topic.clone(),
             packet_id: 0,
-            properties,
+            properties: properties.into(),
             payload: m.payload.clone(),
         }
     }

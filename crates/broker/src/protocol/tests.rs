@@ -40,7 +40,7 @@ fn actions(c: &mut Connection) -> Vec<Action> {
 fn connected_with(connect: Connect) -> (Connection, Instant) {
     let (mut c, now) = new_conn();
     let id: Arc<str> = Arc::from(connect.client_id.as_str());
-    c.handle_packet(Packet::Connect(connect), now);
+    c.handle_packet(Packet::Connect(Box::new(connect)), now);
     let req = match actions(&mut c).pop() {
         Some(Action::Connect(r)) => r,
         other => panic!("expected Connect action, got {other:?}"),
@@ -99,7 +99,7 @@ fn first_packet_not_connect_closes_connection_mqtt_3_1_0_1() {
 fn second_connect_is_protocol_error_mqtt_3_1_0_2() {
     let (mut c, now) = connected(ProtocolVersion::V5);
     c.handle_packet(
-        Packet::Connect(connect_packet(ProtocolVersion::V5, "c1", true)),
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V5, "c1", true))),
         now,
     );
     assert!(c.is_closed());
@@ -121,7 +121,7 @@ fn connect_timeout_closes_silent_socket() {
 fn empty_client_id_without_clean_session_rejected_v311_mqtt_3_1_3_8() {
     let (mut c, now) = new_conn();
     c.handle_packet(
-        Packet::Connect(connect_packet(ProtocolVersion::V311, "", false)),
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V311, "", false))),
         now,
     );
     let out = drain(&mut c);
@@ -135,7 +135,7 @@ fn empty_client_id_without_clean_session_rejected_v311_mqtt_3_1_3_8() {
 fn empty_client_id_v5_is_assigned_one_mqtt_3_2_2_16() {
     let (mut c, now) = new_conn();
     c.handle_packet(
-        Packet::Connect(connect_packet(ProtocolVersion::V5, "", true)),
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V5, "", true))),
         now,
     );
     assert!(matches!(&actions(&mut c)[..], [Action::Connect(r)] if r.client_id.is_empty()));
@@ -162,7 +162,7 @@ fn empty_client_id_v5_is_assigned_one_mqtt_3_2_2_16() {
 fn connack_advertises_limits_and_capabilities_v5() {
     let (mut c, now) = new_conn();
     c.handle_packet(
-        Packet::Connect(connect_packet(ProtocolVersion::V5, "c", true)),
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V5, "c", true))),
         now,
     );
     actions(&mut c);
@@ -189,7 +189,7 @@ fn connack_advertises_limits_and_capabilities_v5() {
 fn reject_translates_reason_code_for_v311_mqtt_3_2_2_5() {
     let (mut c, now) = new_conn();
     c.handle_packet(
-        Packet::Connect(connect_packet(ProtocolVersion::V311, "c", true)),
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V311, "c", true))),
         now,
     );
     c.reject(ReasonCode::BAD_USER_NAME_OR_PASSWORD);
@@ -204,7 +204,7 @@ fn enhanced_auth_method_refused_with_0x8c() {
     let (mut c, now) = new_conn();
     let mut p = connect_packet(ProtocolVersion::V5, "c", true);
     p.properties.authentication_method = Some("SCRAM".into());
-    c.handle_packet(Packet::Connect(p), now);
+    c.handle_packet(Packet::Connect(Box::new(p)), now);
     assert!(
         matches!(&drain(&mut c)[..], [Packet::ConnAck(a)] if a.reason_code == ReasonCode::BAD_AUTHENTICATION_METHOD)
     );
@@ -219,7 +219,7 @@ fn keep_alive_above_max_gets_server_keep_alive_v5_mqtt_3_2_2_21() {
     let now = Instant::now();
     let mut c = Connection::new(Arc::new(cfg), Arc::new(AllowAll), now);
     c.handle_packet(
-        Packet::Connect(connect_packet(ProtocolVersion::V5, "c", true)),
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V5, "c", true))),
         now,
     );
     actions(&mut c);
@@ -247,7 +247,7 @@ fn keep_alive_above_max_refused_v311() {
     let now = Instant::now();
     let mut c = Connection::new(Arc::new(cfg), Arc::new(AllowAll), now);
     c.handle_packet(
-        Packet::Connect(connect_packet(ProtocolVersion::V311, "c", true)),
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V311, "c", true))),
         now,
     );
     assert!(
@@ -366,7 +366,8 @@ fn session_expiry_cannot_go_from_zero_on_disconnect_mqtt_3_14_2_2() {
             properties: DisconnectProperties {
                 session_expiry_interval: Some(100),
                 ..Default::default()
-            },
+            }
+            .into(),
             ..Default::default()
         }),
         now,
@@ -387,7 +388,8 @@ fn session_expiry_changed_on_disconnect() {
             properties: DisconnectProperties {
                 session_expiry_interval: Some(5),
                 ..Default::default()
-            },
+            }
+            .into(),
             ..Default::default()
         }),
         now,
@@ -399,7 +401,7 @@ fn session_expiry_changed_on_disconnect() {
 fn clean_session_0_v311_session_never_expires() {
     let (mut c, now) = new_conn();
     c.handle_packet(
-        Packet::Connect(connect_packet(ProtocolVersion::V311, "c", false)),
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V311, "c", false))),
         now,
     );
     assert!(
@@ -480,7 +482,7 @@ fn qos2_state_survives_reconnect_mqtt_4_3_3_9() {
     assert!(session.incoming_qos2.contains(&5));
 
     let (mut c2, now) = new_conn();
-    c2.handle_packet(Packet::Connect(p), now);
+    c2.handle_packet(Packet::Connect(Box::new(p)), now);
     actions(&mut c2);
     c2.accept(
         Accepted {
@@ -510,7 +512,7 @@ fn receive_maximum_exceeded_gets_disconnect_0x93_mqtt_3_3_4_9() {
     let now = Instant::now();
     let mut c = Connection::new(Arc::new(cfg), Arc::new(AllowAll), now);
     c.handle_packet(
-        Packet::Connect(connect_packet(ProtocolVersion::V5, "c", true)),
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V5, "c", true))),
         now,
     );
     actions(&mut c);
@@ -627,7 +629,7 @@ fn unauthorized_publish_gets_0x87_v5_and_silent_drop_v311() {
     for v in [ProtocolVersion::V5, ProtocolVersion::V311] {
         let now = Instant::now();
         let mut c = Connection::new(cfg(), Arc::new(DenyWrite), now);
-        c.handle_packet(Packet::Connect(connect_packet(v, "c", true)), now);
+        c.handle_packet(Packet::Connect(Box::new(connect_packet(v, "c", true))), now);
         actions(&mut c);
         c.accept(
             Accepted {
@@ -720,7 +722,7 @@ fn granted_qos_downgraded_to_server_maximum_mqtt_3_2_2_9() {
     let now = Instant::now();
     let mut c = Connection::new(Arc::new(cfg), Arc::new(AllowAll), now);
     c.handle_packet(
-        Packet::Connect(connect_packet(ProtocolVersion::V311, "c", true)),
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V311, "c", true))),
         now,
     );
     actions(&mut c);
@@ -889,7 +891,7 @@ fn unacked_messages_resent_with_dup_on_resumption_mqtt_4_4_0_1() {
     let session = c.take_session().unwrap();
 
     let (mut c2, now) = new_conn();
-    c2.handle_packet(Packet::Connect(p), now);
+    c2.handle_packet(Packet::Connect(Box::new(p)), now);
     actions(&mut c2);
     c2.accept(
         Accepted {
@@ -1060,7 +1062,7 @@ fn takeover_sends_0x8e_to_old_connection_v5() {
 fn packets_sent_before_connack_are_handled_after_accept() {
     let (mut c, now) = new_conn();
     c.handle_packet(
-        Packet::Connect(connect_packet(ProtocolVersion::V311, "c", true)),
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V311, "c", true))),
         now,
     );
     c.handle_packet(subscribe(&[("a", QoS::AtMostOnce)], None), now);
@@ -1122,7 +1124,7 @@ fn will_to_a_topic_the_client_may_not_write_is_dropped() {
         retain: false,
         properties: Default::default(),
     });
-    c.handle_packet(Packet::Connect(p), now);
+    c.handle_packet(Packet::Connect(Box::new(p)), now);
     actions(&mut c);
     c.accept(
         Accepted {
@@ -1144,7 +1146,7 @@ fn request_response_information_answered_with_response_information() {
     let mut p = connect_packet(ProtocolVersion::V5, "rr", true);
     p.properties.request_response_information = Some(true);
     let (mut c, now) = new_conn();
-    c.handle_packet(Packet::Connect(p), now);
+    c.handle_packet(Packet::Connect(Box::new(p)), now);
     actions(&mut c);
     c.accept(
         Accepted {
@@ -1169,7 +1171,7 @@ fn no_reason_string_on_acks_when_problem_information_refused_mqtt_3_1_2_29() {
     let mut c = Connection::new(cfg(), Arc::new(DenyWrite), now);
     let mut p = connect_packet(ProtocolVersion::V5, "c", true);
     p.properties.request_problem_information = Some(false);
-    c.handle_packet(Packet::Connect(p), now);
+    c.handle_packet(Packet::Connect(Box::new(p)), now);
     actions(&mut c);
     c.accept(
         Accepted {
@@ -1191,7 +1193,7 @@ fn refused_qos2_publish_gets_error_pubrec_and_holds_no_id_v5() {
     let now = Instant::now();
     let mut c = Connection::new(cfg(), Arc::new(DenyWrite), now);
     c.handle_packet(
-        Packet::Connect(connect_packet(ProtocolVersion::V5, "c", true)),
+        Packet::Connect(Box::new(connect_packet(ProtocolVersion::V5, "c", true))),
         now,
     );
     actions(&mut c);
@@ -1277,7 +1279,7 @@ mod hostile {
         let (mut c, now) = new_conn();
         let mut buf = BytesMut::new();
         encode(
-            &Packet::Connect(connect_packet(version, "fuzz", false)),
+            &Packet::Connect(Box::new(connect_packet(version, "fuzz", false))),
             version,
             &mut buf,
         )

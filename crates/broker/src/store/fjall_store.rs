@@ -1087,7 +1087,7 @@ fn encode_message_into(out: &mut Vec<u8>, m: &Message, now: Instant, wall: u64) 
         retain: m.retain,
         topic: m.topic.clone(),
         packet_id: u16::from(m.qos != QoS::AtMostOnce),
-        properties: m.properties.clone(),
+        properties: m.properties.clone().into(),
         payload: m.payload.clone(),
     });
     let mut buf = BytesMut::new();
@@ -1133,7 +1133,7 @@ fn decode_message_body(
         payload: p.payload,
         qos: p.qos,
         retain: p.retain,
-        properties: p.properties,
+        properties: p.properties.into_inner(),
         expires_at,
         publisher,
         username: None,

@@ -294,7 +294,7 @@ impl Raw {
 }
 
 pub fn connect_packet(v: ProtocolVersion, id: &str, keep_alive: u16) -> Packet {
-    Packet::Connect(tern_codec::Connect {
+    Packet::Connect(Box::new(tern_codec::Connect {
         protocol: v,
         clean_start: true,
         keep_alive,
@@ -303,5 +303,5 @@ pub fn connect_packet(v: ProtocolVersion, id: &str, keep_alive: u16) -> Packet {
         username: None,
         password: None,
         properties: Default::default(),
-    })
+    }))
 }

@@ -120,7 +120,9 @@ impl Harness {
         };
         if setup & 0x04 != 0 {
             let connect = connect_packet(version, shape);
-            if tern_codec::encode(&Packet::Connect(connect), version, &mut h.rbuf).is_err() {
+            if tern_codec::encode(&Packet::Connect(Box::new(connect)), version, &mut h.rbuf)
+                .is_err()
+            {
                 panic!("a well-formed CONNECT encodes");
             }
             h.decode();

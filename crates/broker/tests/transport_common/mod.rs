@@ -308,7 +308,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
     /// Sends CONNECT and returns the CONNACK's reason code (3.1.1 return codes as they are).
     pub async fn connect(&mut self, id: &str, user: Option<&str>, password: Option<&str>) -> u8 {
-        self.send(&Packet::Connect(tern_codec::Connect {
+        self.send(&Packet::Connect(Box::new(tern_codec::Connect {
             protocol: self.version,
             clean_start: true,
             keep_alive: 30,
@@ -317,7 +317,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             username: user.map(Into::into),
             password: password.map(|p| bytes::Bytes::copy_from_slice(p.as_bytes())),
             properties: Default::default(),
-        }))
+        })))
         .await;
         match self.recv().await {
             Some(Packet::ConnAck(c)) => c.reason_code.0,

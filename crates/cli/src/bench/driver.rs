@@ -205,7 +205,7 @@ impl Conn {
             password: None,
             properties: ConnectProperties::default(),
         };
-        conn.encode(&Packet::Connect(connect))?;
+        conn.encode(&Packet::Connect(Box::new(connect)))?;
         conn.flush().await?;
         let packet = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.recv())
             .await

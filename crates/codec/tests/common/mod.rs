@@ -172,7 +172,7 @@ pub fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 } else {
                     None
                 };
-                Packet::Connect(Connect {
+                Packet::Connect(Box::new(Connect {
                     protocol: v,
                     clean_start,
                     keep_alive,
@@ -191,7 +191,7 @@ pub fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     } else {
                         ConnectProperties::default()
                     },
-                })
+                }))
             },
         )
 }
@@ -280,9 +280,9 @@ pub fn connack(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
             session_present: sp && reason_code.0 == 0 && v != ProtocolVersion::V31,
             reason_code,
             properties: if v.is_v5() {
-                props
+                props.into()
             } else {
-                ConnAckProperties::default()
+                ConnAckProperties::default().into()
             },
         })
     })
@@ -342,7 +342,7 @@ pub fn publish(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     retain,
                     topic,
                     packet_id: if qos == QoS::AtMostOnce { 0 } else { pid },
-                    properties,
+                    properties: properties.into(),
                     payload: Bytes::from(payload),
                 })
             },
@@ -512,7 +512,8 @@ pub fn disconnect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     reason_string: rs,
                     user_properties: up,
                     server_reference: sr,
-                },
+                }
+                .into(),
             })
         })
 }
@@ -536,7 +537,8 @@ pub fn auth() -> impl Strategy<Value = Packet> {
                     authentication_data,
                     reason_string: rs,
                     user_properties: up,
-                },
+                }
+                .into(),
             })
         })
 }
