@@ -181,6 +181,10 @@ pub struct PublishProperties {
     pub subscription_identifiers: Vec<u32>,
     /// Content Type.
     pub content_type: Option<ByteStr>,
+    /// The order the properties had on the wire, kept by the decoder for tools that must show
+    /// them as received (`tern sub -F %j`); empty for properties built by hand, and ignored by
+    /// the encoder and by comparisons.
+    pub wire_order: WireOrder,
 }
 
 impl PublishProperties {
@@ -264,6 +268,90 @@ pub struct AuthProperties {
     pub reason_string: Option<ByteStr>,
     /// User Properties.
     pub user_properties: Vec<UserProperty>,
+}
+
+/// The identifiers of a decoded property block in wire order (see
+/// [`PublishProperties::wire_order`]). It holds the block itself, a slice of the received
+/// packet (no copy, no allocation), and reads the identifiers from it on demand. It is not part
+/// of the properties' value: any two compare equal.
+#[derive(Clone, Default)]
+pub struct WireOrder(Bytes);
+
+impl WireOrder {
+    /// No recorded order.
+    pub const fn new() -> Self {
+        WireOrder(Bytes::new())
+    }
+
+    /// Records the property block `block` (the properties after the length), as decoded.
+    pub(crate) fn of_block(block: Bytes) -> Self {
+        WireOrder(block)
+    }
+
+    /// True when no order was recorded (properties built by hand, or none on the wire).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The property identifiers in the order they were on the wire, repeats included.
+    pub fn ids(&self) -> impl Iterator<Item = PropertyId> + '_ {
+        let mut rest: &[u8] = &self.0;
+        std::iter::from_fn(move || {
+            let (&raw, tail) = rest.split_first()?;
+            let id = PropertyId::from_u8(raw)?;
+            // A string or binary value: its two-byte length and itself.
+            let len = |t: &[u8]| -> Option<usize> {
+                let [hi, lo, ..] = *t else { return None };
+                Some(2 + usize::from(u16::from_be_bytes([hi, lo])))
+            };
+            use PropertyId::*;
+            let skip = match id {
+                PayloadFormatIndicator
+                | RequestProblemInformation
+                | RequestResponseInformation
+                | MaximumQos
+                | RetainAvailable
+                | WildcardSubscriptionAvailable
+                | SubscriptionIdentifierAvailable
+                | SharedSubscriptionAvailable => 1,
+                ServerKeepAlive | ReceiveMaximum | TopicAliasMaximum | TopicAlias => 2,
+                MessageExpiryInterval
+                | SessionExpiryInterval
+                | WillDelayInterval
+                | MaximumPacketSize => 4,
+                SubscriptionIdentifier => tail.iter().position(|b| b & 0x80 == 0)? + 1,
+                UserProperty => {
+                    let name = len(tail)?;
+                    name + len(tail.get(name..)?)?
+                }
+                CorrelationData
+                | AuthenticationData
+                | ContentType
+                | ResponseTopic
+                | AssignedClientIdentifier
+                | AuthenticationMethod
+                | ResponseInformation
+                | ServerReference
+                | ReasonString => len(tail)?,
+            };
+            rest = tail.get(skip..)?;
+            Some(id)
+        })
+    }
+}
+
+impl PartialEq for WireOrder {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for WireOrder {}
+
+impl fmt::Debug for WireOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.ids()).finish()
+    }
 }
 
 /// A packet's v5 property block behind one pointer, allocated only when a property is set.
@@ -373,6 +461,7 @@ impl PropertyBlock for PublishProperties {
             user_properties: Vec::new(),
             subscription_identifiers: Vec::new(),
             content_type: None,
+            wire_order: WireOrder::new(),
         };
         &EMPTY
     }
@@ -452,6 +541,32 @@ mod tests {
         assert_eq!(p.get().and_then(|p| p.message_expiry_interval), Some(5));
         assert_ne!(p, Props::none());
         assert_eq!(p.clone().into_inner().message_expiry_interval, Some(5));
+    }
+
+    #[test]
+    fn wire_order_lists_ids_as_they_were_and_is_not_part_of_the_value() {
+        let block = Bytes::from_static(&[
+            0x26, 0, 1, b'k', 0, 1, b'v', // user property
+            0x02, 0, 0, 0, 9, // message expiry
+            0x0B, 0x81, 0x01, // subscription identifier 129
+            0x03, 0, 2, b't', b'/', // content type
+            0x26, 0, 0, 0, 0, // user property, empty
+        ]);
+        let order = WireOrder::of_block(block);
+        use PropertyId::*;
+        let ids: Vec<_> = order.ids().collect();
+        assert_eq!(
+            ids,
+            [
+                UserProperty,
+                MessageExpiryInterval,
+                SubscriptionIdentifier,
+                ContentType,
+                UserProperty
+            ]
+        );
+        assert_eq!(order, WireOrder::new());
+        assert!(WireOrder::new().ids().next().is_none());
     }
 
     #[test]

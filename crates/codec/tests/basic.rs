@@ -142,3 +142,41 @@ fn too_large_detected_from_fixed_header() {
         })
     );
 }
+
+/// A v5 PUBLISH keeps the order its properties had on the wire (Mosquitto sends Message Expiry
+/// last), for tools that print them as received; the encoder writes its own order.
+#[test]
+fn publish_v5_records_property_wire_order() {
+    let props = [
+        0x03, 0, 1, b'c', // content type "c"
+        0x26, 0, 1, b'k', 0, 1, b'v', // user property k=v
+        0x09, 0, 1, 0x07, // correlation data
+        0x02, 0, 0, 0, 60, // message expiry 60
+    ];
+    let mut body = vec![0, 1, b't', 0, 1, props.len() as u8];
+    body.extend_from_slice(&props);
+    body.extend_from_slice(b"hi");
+    let mut wire = BytesMut::from(&[0x32, body.len() as u8][..]);
+    wire.extend_from_slice(&body);
+    let Packet::Publish(p) = decode(&mut wire, ProtocolVersion::V5, MAX)
+        .unwrap()
+        .unwrap()
+    else {
+        panic!("PUBLISH expected");
+    };
+    use PropertyId::*;
+    let order: Vec<_> = p.properties.wire_order.ids().collect();
+    assert_eq!(
+        order,
+        [
+            ContentType,
+            UserProperty,
+            CorrelationData,
+            MessageExpiryInterval
+        ]
+    );
+    assert_eq!(p.properties.message_expiry_interval, Some(60));
+    assert_eq!(&p.payload[..], b"hi");
+    // Built by hand, no order is recorded.
+    assert!(PublishProperties::default().wire_order.is_empty());
+}

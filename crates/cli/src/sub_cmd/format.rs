@@ -521,65 +521,83 @@ fn json_print(
     }
 }
 
-/// The `properties` object of `%j`, in the order the properties were on the wire as far as the
-/// codec keeps it; absent when the message has none.
+/// The `properties` object of `%j`, as mosquitto_sub builds it with cJSON: one member per
+/// property in the order the properties were on the wire (the codec records it), except that
+/// all user properties go into one `user-properties` object placed where the first one was.
+/// Absent when the message has none.
 fn json_properties(m: &Message) -> Option<cjson::Value> {
     use cjson::Value;
+    use tern_codec::PropertyId as Id;
     let p = &m.properties;
     if p.is_empty() {
         return None;
     }
-    // cJSON follows the order the properties had on the wire, which the codec does not keep;
-    // this is the order in which Tern's codec encodes them, so that the output is identical to
-    // mosquitto_sub's for messages relayed by Tern's broker.
-    let mut members: Vec<(Vec<u8>, Value)> = Vec::new();
-    if let Some(f) = p.payload_format_indicator {
-        members.push((
-            b"payload-format-indicator".to_vec(),
-            Value::Number(f64::from(u8::from(f))),
-        ));
-    }
-    if let Some(e) = p.message_expiry_interval {
-        members.push((
-            b"message-expiry-interval".to_vec(),
-            Value::Number(f64::from(e)),
-        ));
-    }
-    if let Some(a) = p.topic_alias {
-        members.push((b"topic-alias".to_vec(), Value::Number(f64::from(a))));
-    }
-    if let Some(rt) = &p.response_topic {
-        members.push((
-            b"response-topic".to_vec(),
-            Value::String(rt.as_bytes().to_vec()),
-        ));
-    }
-    if let Some(cd) = &p.correlation_data {
-        let end = cd.iter().position(|b| *b == 0).unwrap_or(cd.len());
-        members.push((
-            b"correlation-data".to_vec(),
-            Value::String(cd.get(..end).unwrap_or(&[]).to_vec()),
-        ));
-    }
-    if !p.user_properties.is_empty() {
-        let users = p
-            .user_properties
+    // Properties built by hand (no wire order) follow the order Tern's encoder writes them in,
+    // which is also what a subscriber of Tern's broker receives.
+    let canonical = [
+        Id::PayloadFormatIndicator,
+        Id::MessageExpiryInterval,
+        Id::TopicAlias,
+        Id::ResponseTopic,
+        Id::CorrelationData,
+        Id::UserProperty,
+    ]
+    .into_iter()
+    .chain(
+        p.subscription_identifiers
             .iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), Value::String(v.as_bytes().to_vec())))
-            .collect();
-        members.push((b"user-properties".to_vec(), Value::Object(users)));
-    }
-    for id in &p.subscription_identifiers {
-        members.push((
-            b"subscription-identifier".to_vec(),
-            Value::Number(f64::from(*id)),
-        ));
-    }
-    if let Some(ct) = &p.content_type {
-        members.push((
-            b"content-type".to_vec(),
-            Value::String(ct.as_bytes().to_vec()),
-        ));
+            .map(|_| Id::SubscriptionIdentifier),
+    )
+    .chain([Id::ContentType]);
+    let order: Vec<Id> = if p.wire_order.is_empty() {
+        canonical.collect()
+    } else {
+        p.wire_order.ids().collect()
+    };
+    let mut members: Vec<(Vec<u8>, Value)> = Vec::new();
+    let mut sub_ids = p.subscription_identifiers.iter();
+    let mut users_done = false;
+    let number = |name: &str, v: f64| Some((name.as_bytes().to_vec(), Value::Number(v)));
+    let string = |name: &str, v: &[u8]| Some((name.as_bytes().to_vec(), Value::String(v.to_vec())));
+    for id in order {
+        let member = match id {
+            Id::PayloadFormatIndicator => p
+                .payload_format_indicator
+                .and_then(|f| number("payload-format-indicator", f64::from(u8::from(f)))),
+            Id::MessageExpiryInterval => p
+                .message_expiry_interval
+                .and_then(|e| number("message-expiry-interval", f64::from(e))),
+            Id::TopicAlias => p
+                .topic_alias
+                .and_then(|a| number("topic-alias", f64::from(a))),
+            Id::ResponseTopic => p
+                .response_topic
+                .as_ref()
+                .and_then(|rt| string("response-topic", rt.as_bytes())),
+            Id::CorrelationData => p.correlation_data.as_ref().and_then(|cd| {
+                // cJSON_CreateString on the C string: up to the first NUL.
+                let end = cd.iter().position(|b| *b == 0).unwrap_or(cd.len());
+                string("correlation-data", cd.get(..end).unwrap_or(&[]))
+            }),
+            Id::UserProperty if !users_done && !p.user_properties.is_empty() => {
+                users_done = true;
+                let users = p
+                    .user_properties
+                    .iter()
+                    .map(|(k, v)| (k.as_bytes().to_vec(), Value::String(v.as_bytes().to_vec())))
+                    .collect();
+                Some((b"user-properties".to_vec(), Value::Object(users)))
+            }
+            Id::SubscriptionIdentifier => sub_ids
+                .next()
+                .and_then(|id| number("subscription-identifier", f64::from(*id))),
+            Id::ContentType => p
+                .content_type
+                .as_ref()
+                .and_then(|ct| string("content-type", ct.as_bytes())),
+            _ => None,
+        };
+        members.extend(member);
     }
     Some(Value::Object(members))
 }

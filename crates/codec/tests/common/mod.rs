@@ -308,6 +308,7 @@ pub fn publish_props() -> impl Strategy<Value = PublishProperties> {
             user_properties: up,
             subscription_identifiers: si,
             content_type: ct,
+            ..Default::default()
         })
 }
 
