@@ -54,10 +54,10 @@ fn encode_publish(
         check_packet_id(p.packet_id, "PUBLISH")?;
     }
     let v5 = version.is_v5();
-    let props = if v5 && !p.properties.is_empty() {
-        Some(publish_props_len(&p.properties)?)
-    } else {
-        None
+    // An absent property block (the common case) is one pointer test.
+    let props = match p.properties.get() {
+        Some(props) if v5 && !props.is_empty() => Some(publish_props_len(props)?),
+        _ => None,
     };
     let remaining = 2
         + topic.len()

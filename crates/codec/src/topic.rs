@@ -122,20 +122,25 @@ pub(crate) fn check_filter_bytes(filter: &[u8]) -> Result<(), TopicError> {
     if filter.len() > MAX_TOPIC_LEN {
         return Err(TopicError::TooLong);
     }
-    let at = |i: Option<usize>| i.and_then(|i| filter.get(i)).copied();
-    for (i, &b) in filter.iter().enumerate() {
-        let level_start = i == 0 || at(i.checked_sub(1)) == Some(b'/');
-        let next = at(i.checked_add(1));
+    // Most filters have few wildcards: skip the per-level work when there is none at all.
+    if !has_special(filter) {
+        return Ok(());
+    }
+    // Level by level; the first `+`, `#` or NUL of a level decides, as a byte-by-byte reading
+    // would (a lone wildcard is the whole level, so nothing follows it there).
+    let mut levels = filter.split(|&b| b == b'/').peekable();
+    while let Some(level) = levels.next() {
+        let Some(&b) = level.iter().find(|&&b| matches!(b, 0 | b'+' | b'#')) else {
+            continue;
+        };
         match b {
             0 => return Err(TopicError::NullCharacter),
             // [MQTT-4.7.1-2]: alone in its level, and that level the last.
-            b'#' if !(level_start && next.is_none()) => {
+            b'#' if !(level == b"#" && levels.peek().is_none()) => {
                 return Err(TopicError::MisplacedMultiLevelWildcard);
             }
             // [MQTT-4.7.1-3]: alone in its level.
-            b'+' if !(level_start && matches!(next, None | Some(b'/'))) => {
-                return Err(TopicError::MisplacedSingleLevelWildcard);
-            }
+            b'+' if level != b"+" => return Err(TopicError::MisplacedSingleLevelWildcard),
             _ => {}
         }
     }
@@ -181,6 +186,54 @@ pub fn parse_shared(filter: &str) -> Option<(&str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-by-byte reading of [MQTT-4.7.1-2] and [MQTT-4.7.1-3] that the level-by-level
+    /// check replaced, as the reference it must agree with.
+    fn filter_by_bytes(filter: &[u8]) -> Result<(), TopicError> {
+        if filter.is_empty() {
+            return Err(TopicError::Empty);
+        }
+        let at = |i: Option<usize>| i.and_then(|i| filter.get(i)).copied();
+        for (i, &b) in filter.iter().enumerate() {
+            let level_start = i == 0 || at(i.checked_sub(1)) == Some(b'/');
+            let next = at(i.checked_add(1));
+            match b {
+                0 => return Err(TopicError::NullCharacter),
+                b'#' if !(level_start && next.is_none()) => {
+                    return Err(TopicError::MisplacedMultiLevelWildcard);
+                }
+                b'+' if !(level_start && matches!(next, None | Some(b'/'))) => {
+                    return Err(TopicError::MisplacedSingleLevelWildcard);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn filter_check_agrees_with_the_byte_by_byte_reading_on_every_short_filter() {
+        let alphabet = [b'a', b'/', b'+', b'#', 0];
+        let mut filters = vec![Vec::new()];
+        for _ in 0..6 {
+            let longer: Vec<Vec<u8>> = filters
+                .iter()
+                .filter(|f| f.len() == filters.last().map_or(0, Vec::len))
+                .flat_map(|f| {
+                    alphabet.iter().map(move |&c| {
+                        let mut g = f.clone();
+                        g.push(c);
+                        g
+                    })
+                })
+                .collect();
+            filters.extend(longer);
+        }
+        assert!(filters.len() > 19_000);
+        for f in &filters {
+            assert_eq!(check_filter_bytes(f), filter_by_bytes(f), "{f:?}");
+        }
+    }
 
     #[test]
     fn topic_name_rejects_wildcards_mqtt_3_3_2_2() {
