@@ -71,7 +71,7 @@ pub struct Stats {
     pub dropped_qos0_offline: AtomicU64,
     /// Messages dropped at a connection: expired, too large for the client, or unauthorized.
     pub dropped_at_connection: AtomicU64,
-    /// QoS 1/2 deliveries dropped because the subscriber made no progress for
+    /// Deliveries dropped because the subscriber made no progress for
     /// `slow_consumer_timeout` (also counted in `dropped_queue_full`).
     pub dropped_slow_consumer: AtomicU64,
     /// Times a publishing connection stopped reading because a subscriber's queue was full.
@@ -93,7 +93,7 @@ pub struct StatsSnapshot {
     pub dropped_qos0_offline: u64,
     /// Dropped at a connection.
     pub dropped_at_connection: u64,
-    /// QoS 1/2 dropped: the subscriber made no progress for `slow_consumer_timeout`.
+    /// Dropped: the subscriber made no progress for `slow_consumer_timeout`.
     pub dropped_slow_consumer: u64,
     /// Publishers paused for a full subscriber queue.
     pub publishers_paused: u64,
@@ -237,7 +237,7 @@ pub(crate) struct Shared {
     pending_wills: Mutex<HashMap<Arc<str>, (u64, CancellationToken)>>,
     pub(crate) stats: Stats,
     /// How long a full mailbox of a connected client may pause its publishers without making
-    /// progress before QoS 1/2 deliveries to it are dropped; zero: drop at once.
+    /// progress before deliveries to it are dropped; zero: drop at once.
     pub(crate) slow_consumer_timeout: Duration,
     next_id: AtomicU64,
     pub(crate) shutdown: CancellationToken,
@@ -261,7 +261,7 @@ impl Shared {
         self.publish_from(message, None)
     }
 
-    /// [`Shared::publish`] for a client connection: a QoS 1/2 delivery that finds a connected
+    /// [`Shared::publish`] for a client connection: a delivery that finds a connected
     /// subscriber's mailbox full is queued over the limit and the mailbox added to `pressure`,
     /// so the publisher pauses instead of the message being dropped.
     pub(crate) fn publish_from(
@@ -334,7 +334,7 @@ impl Shared {
 
     /// Puts a delivery in the client's mailbox if it is connected, else in its stored session.
     /// With `pressure`, a full mailbox of a connected client takes a
-    /// QoS 1/2 delivery over its limit and pauses the publisher, unless it has made no progress
+    /// delivery over its limit and pauses the publisher, unless it has made no progress
     /// for `slow_consumer_timeout` (then the drop policy applies).
     fn deliver(&self, client_id: &str, d: Delivery, pressure: Option<&mut Pressure>) {
         let limits = self.proto.queue;
@@ -349,7 +349,6 @@ impl Shared {
                     let since = *mb.stalled_since.get_or_insert(now);
                     stalled = now.saturating_duration_since(since) >= self.slow_consumer_timeout;
                     if let Some(p) = pressure
-                        && d.qos != tern_codec::QoS::AtMostOnce
                         && p.conn_id != online.conn_id
                         && !stalled
                     {
@@ -366,7 +365,6 @@ impl Shared {
                     online.notify.notify_one();
                     QueueOutcome::Queued
                 } else {
-                    stalled &= d.qos != tern_codec::QoS::AtMostOnce;
                     QueueOutcome::DroppedFull
                 }
             }

@@ -143,7 +143,7 @@ pub struct BrokerConfig {
     pub max_queued_bytes: usize,
     /// Queue QoS 0 messages for offline persistent sessions too.
     pub queue_qos0_messages: bool,
-    /// Seconds a connected subscriber whose queue is full may pause its QoS 1/2 publishers
+    /// Seconds a connected subscriber whose queue is full may pause its publishers
     /// without taking a message; after that its deliveries are dropped. 0: drop at once.
     pub slow_consumer_timeout: u64,
     /// Topic aliases a v5 client may use towards the broker (0 disables them).

@@ -73,7 +73,8 @@ impl Message {
 
     /// Bytes this message costs in a queue (payload + topic), for the queued-bytes limit.
     pub fn queued_size(&self) -> usize {
-        self.payload.len() + self.topic.len()
+        // The byte length: `str` access would check the topic's UTF-8 again, per delivery.
+        self.payload.len() + self.topic.as_bytes().len()
     }
 
     /// Sets the expiry from a v5 Message Expiry Interval in seconds.

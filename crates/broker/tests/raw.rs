@@ -458,7 +458,11 @@ async fn shared_group_skips_member_whose_queue_is_full() {
 
 #[tokio::test]
 async fn client_that_never_reads_is_bounded_and_others_unaffected() {
-    let (broker, addr) = start().await;
+    // The publisher is paused on the full mailbox until the sink counts as stalled, then the
+    // sink's deliveries are dropped.
+    let mut cfg = config();
+    cfg.broker.slow_consumer_timeout = 1;
+    let (broker, addr) = start_with(cfg).await;
     let (mut sink, _) = raw_connected(addr, connect_v5("sink", true, None)).await;
     sink.send(&subscribe("flood", QoS::AtMostOnce)).await;
     assert!(matches!(sink.recv().await, Some(Packet::SubAck(_))));
@@ -537,6 +541,52 @@ async fn qos1_fan_in_to_slow_subscriber_pauses_publishers_and_loses_nothing() {
         assert_eq!(seq, prev + 1, "in order, none lost, on {}", m.topic);
         s.send(&Packet::PubAck(PubAck::new(m.packet_id))).await;
         if seq % 16 == 0 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    for p in pubs {
+        p.await.unwrap();
+    }
+    let stats = broker.handle().stats();
+    assert_eq!(stats.dropped_queue_full, 0, "{stats:?}");
+    assert!(stats.publishers_paused > 0, "{stats:?}");
+    broker.shutdown().await;
+}
+
+#[tokio::test]
+async fn qos0_fan_in_to_slow_subscriber_pauses_publishers_and_loses_nothing() {
+    let mut cfg = config();
+    cfg.broker.max_queued_messages = 10;
+    let (broker, addr) = start_with(cfg).await;
+    let (mut s, _) = raw_connected(addr, connect_v5("slow", true, None)).await;
+    s.send(&subscribe("in/#", QoS::AtMostOnce)).await;
+    assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
+    let mut pubs = Vec::new();
+    for (id, topic) in [("p1", "in/1"), ("p2", "in/2")] {
+        let (mut p, _) = raw_connected(addr, connect_v5(id, true, None)).await;
+        pubs.push(tokio::spawn(async move {
+            for seq in 1..=300u16 {
+                p.send(&Packet::Publish(Publish {
+                    topic: topic.into(),
+                    payload: Bytes::from(seq.to_be_bytes().to_vec()),
+                    ..Default::default()
+                }))
+                .await;
+            }
+            p
+        }));
+    }
+    // Far slower than the publishers, with a mailbox of 10: without back-pressure most of the
+    // 600 messages would be dropped.
+    let mut last = std::collections::HashMap::new();
+    for n in 0..600 {
+        let Some(Packet::Publish(m)) = s.recv().await else {
+            panic!("subscriber got {last:?}")
+        };
+        let seq = u16::from_be_bytes([m.payload[0], m.payload[1]]);
+        let prev = last.insert(m.topic.to_string(), seq).unwrap_or(0);
+        assert_eq!(seq, prev + 1, "in order, none lost, on {}", m.topic);
+        if n % 16 == 0 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
