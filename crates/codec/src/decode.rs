@@ -884,7 +884,8 @@ fn decode_subscribe(r: &mut Bytes, version: ProtocolVersion) -> Result<Subscribe
     } else {
         SubscribeProperties::default()
     };
-    let mut filters = Vec::new();
+    // Most SUBSCRIBEs carry one filter: allocate for one instead of growing to four.
+    let mut filters = Vec::with_capacity(1);
     while !r.is_empty() {
         let filter = read_topic_filter(r)?;
         let options = read_u8(r, "subscription options")?;
