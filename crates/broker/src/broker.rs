@@ -612,6 +612,12 @@ impl RunningBroker {
         &self.listeners
     }
 
+    /// The state every connection shares (for tests of the connection driver).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// A handle to publish into the broker and read its counters.
     pub fn handle(&self) -> BrokerHandle {
         BrokerHandle {
@@ -661,6 +667,8 @@ impl BrokerHandle {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     {
         let ctx = self.shared.transports.external.clone();
+        // Pinned on the heap: the driver needs an `Unpin` stream (its own are).
+        let stream = Box::pin(stream);
         crate::server::serve(self.shared.clone(), ctx, None, stream, peer).await;
     }
 

@@ -1,11 +1,12 @@
 //! The tokio layer: listeners, and the task that drives one connection.
 //!
 //! A connection task only reads, feeds the [`Connection`] state machine, carries out its
-//! [`Action`]s against the shared broker state, and writes. Outgoing packets are encoded into
-//! one buffer and handed to a writer task whole, so whatever queued up while the previous write
-//! was in progress goes out in a single `write_all` (few syscalls under load). Back-pressure:
-//! while that buffer is above [`HIGH_WATER`], the task stops reading the socket and stops taking
-//! deliveries from its mailbox, which then fills up to the session's queue limit.
+//! [`Action`]s against the shared broker state, and writes, all from the one task
+//! ([`ConnIo`]: no writer task, no channel). Outgoing packets are encoded into one buffer, so
+//! whatever queued up while the socket was busy goes out in a single write (few syscalls under
+//! load). Back-pressure: while that buffer is above [`HIGH_WATER`], the task stops reading the
+//! socket and stops taking deliveries from its mailbox, which then fills up to the session's
+//! queue limit.
 //!
 //! Any `AsyncRead + AsyncWrite` stream can be served ([`serve`]), so TLS and WebSocket
 //! transports plug in in front of the same driver.
@@ -17,6 +18,7 @@ use crate::message::Delivery;
 use crate::protocol::{Accepted, Action, ConnectRequest, Connection, NewSubscription, Will};
 use crate::router::RouteEntry;
 use crate::session::SessionState;
+use crate::transport::conn_io::{ConnIo, IoEvent};
 use crate::transport::{ConnGuard, ListenerCtx, tls, ws};
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -24,19 +26,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tern_codec::{ByteStr, ReasonCode};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// Above this many encoded bytes waiting to be written, stop reading and stop pulling deliveries.
 const HIGH_WATER: usize = 256 * 1024;
-/// First read size, and what a connection whose reads come in small goes back to.
-const READ_MIN: usize = 512;
-/// Largest read size, reached by doubling while reads fill the buffer. Also how much one
-/// publisher's turn may route: larger reads starve a subscriber's task on a busy core (with
-/// 64 KiB, fan-in QoS 0 delivered a tenth of what it does with 4 KiB).
-const READ_MAX: usize = 4096;
 /// How long a closing connection may take to flush its last packets.
 /// Read and Write ACL decisions remembered per session (each side); the memo starts over when full.
 const ACL_MEMO_TOPICS: usize = 1024;
@@ -93,9 +88,39 @@ pub(crate) async fn listen(
     Ok(addr)
 }
 
+/// Serves a new TCP connection: straight to [`serve`] on a plain MQTT listener, else through
+/// [`handshakes`]. `guard` holds the connection slot until the end.
+async fn accept_transport(
+    shared: Arc<Shared>,
+    ctx: Arc<ListenerCtx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+) {
+    if ctx.tls.is_none() && ctx.config.protocol == ListenerProtocol::Mqtt {
+        // Plain MQTT over TCP: the task is the connection's future itself, one allocation,
+        // sized for nothing but serving (no handshake state).
+        serve(shared, ctx, None, stream, peer).await;
+        drop(guard);
+        return;
+    }
+    boxed_handshakes(shared, ctx, stream, peer, guard).await;
+}
+
+/// [`handshakes`] on the heap (see [`boxed_accept_ws`] for why a plain function).
+fn boxed_handshakes(
+    shared: Arc<Shared>,
+    ctx: Arc<ListenerCtx>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    guard: ConnGuard,
+) -> std::pin::Pin<Box<impl Future<Output = ()> + Send>> {
+    Box::pin(handshakes(shared, ctx, stream, peer, guard))
+}
+
 /// Runs the listener's TLS handshake, if any, within `connect_timeout`, then goes on with
 /// [`accept_ws`]. A failed handshake is logged and counted; the socket is closed.
-async fn accept_transport(
+async fn handshakes(
     shared: Arc<Shared>,
     ctx: Arc<ListenerCtx>,
     stream: TcpStream,
@@ -117,7 +142,7 @@ async fn accept_transport(
         Ok(Ok(tls_stream)) => {
             let identity = tls::peer_identity(&tls_stream);
             tracing::debug!(%peer, listener = %ctx.config.bind, certificate_identity = ?identity, "TLS handshake done");
-            Box::pin(accept_ws(shared, ctx, tls_stream, peer, identity, guard)).await;
+            boxed_accept_ws(shared, ctx, tls_stream, peer, identity, guard).await;
         }
         Ok(Err(e)) => {
             failures.fetch_add(1, Ordering::Relaxed);
@@ -143,7 +168,8 @@ async fn accept_ws<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     match ctx.config.protocol {
-        ListenerProtocol::Mqtt => Box::pin(serve(shared, ctx, identity, stream, peer)).await,
+        // Not boxed: a plain TCP connection's task is this future, one allocation in all.
+        ListenerProtocol::Mqtt => serve(shared, ctx, identity, stream, peer).await,
         ListenerProtocol::Ws => {
             let timeout = shared.transports.handshake_timeout;
             // Room for the largest packet the broker accepts, whatever the framing.
@@ -155,7 +181,7 @@ async fn accept_ws<S>(
             };
             let failures = &shared.transports.counters.ws_handshake_failures;
             match handshake {
-                Ok(Ok(ws_stream)) => Box::pin(serve(shared, ctx, identity, ws_stream, peer)).await,
+                Ok(Ok(ws_stream)) => boxed_serve(shared, ctx, identity, ws_stream, peer).await,
                 Ok(Err(e)) => {
                     failures.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(%peer, listener = %ctx.config.bind, error = %e, "WebSocket handshake refused");
@@ -170,24 +196,42 @@ async fn accept_ws<S>(
     drop(guard);
 }
 
-/// Resolves once every mailbox in `full` has room (or its connection is gone), or at `until`.
-async fn wait_room(full: &[Arc<Online>], until: Instant) {
-    let all = async {
-        for o in full {
-            o.room().await;
-        }
-    };
-    let _ = tokio::time::timeout_at(until, all).await;
+/// [`accept_ws`] on the heap. Boxed in a plain function: a future built in an `async fn`
+/// takes room in that function's state even when only its box lives across the `.await`.
+fn boxed_accept_ws<S>(
+    shared: Arc<Shared>,
+    ctx: Arc<ListenerCtx>,
+    stream: S,
+    peer: SocketAddr,
+    identity: Option<String>,
+    guard: ConnGuard,
+) -> std::pin::Pin<Box<impl Future<Output = ()> + Send>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(accept_ws(shared, ctx, stream, peer, identity, guard))
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<BytesMut>) {
-    while let Some(buf) = rx.recv().await {
-        // TLS and WebSocket buffer what they are given: flush so it goes out now.
-        if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
-            return;
-        }
+/// [`serve`] on the heap, for the same reason as [`boxed_accept_ws`].
+fn boxed_serve<S>(
+    shared: Arc<Shared>,
+    ctx: Arc<ListenerCtx>,
+    cert_identity: Option<String>,
+    stream: S,
+    peer: SocketAddr,
+) -> std::pin::Pin<Box<impl Future<Output = ()> + Send>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(serve(shared, ctx, cert_identity, stream, peer))
+}
+
+/// Resolves once every mailbox in `full` has room (or its connection is gone). The pause's
+/// time limit is the connection's timer.
+async fn wait_room(full: &[Arc<Online>]) {
+    for o in full {
+        o.room().await;
     }
-    let _ = wr.shutdown().await;
 }
 
 struct Driver {
@@ -235,11 +279,9 @@ pub(crate) async fn serve<S>(
     stream: S,
     peer: SocketAddr,
 ) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut rd, wr) = tokio::io::split(stream);
-    let (wtx, wrx) = mpsc::channel::<BytesMut>(1);
-    let writer = tokio::spawn(write_loop(wr, wrx));
+    let mut io = ConnIo::new(stream);
     let authorizer = shared
         .authorizer
         .clone()
@@ -271,33 +313,39 @@ pub(crate) async fn serve<S>(
         paused_until: None,
     };
     let max_packet = shared.proto.max_packet_size as usize;
-    // Both buffers start empty and are let go of when empty, so an idle connection holds only
-    // a READ_MIN read buffer; a busy one reads in chunks that double up to READ_MAX.
-    let mut rbuf = BytesMut::new();
-    let mut wbuf = BytesMut::new();
-    let mut read_size = READ_MIN;
     let mut shutting_down = false;
     loop {
-        if rbuf.capacity() - rbuf.len() < READ_MIN / 2 {
-            rbuf.reserve(read_size);
-        }
         d.process_actions().await;
-        d.pull_mailbox(wbuf.len());
-        d.encode(&mut wbuf);
+        d.pull_mailbox(io.unwritten());
+        d.encode(&mut io.wbuf);
         if d.conn.is_closed() {
             break;
+        }
+        if io.wbuf.is_empty() && io.rbuf.is_empty() {
+            // Nothing to write and no partial packet: what the connection holds while it waits
+            // is what an idle connection costs, so let go of every empty buffer and queue.
+            io.release_idle();
+            d.conn.release_idle();
         }
         let deadline = d.conn.poll_timeout().map(Instant::from_std);
         let online = d.online.clone();
         let wants = d.conn.wants_delivery();
         let throttled = d.rate.throttled_until;
         let paused = d.paused_until;
+        let read = io.unwritten() < HIGH_WATER && throttled.is_none() && paused.is_none();
         // Cloned only while paused: the wait below must not borrow `d`.
         let full = if paused.is_some() {
             d.pressure.full.clone()
         } else {
             Vec::new()
         };
+        // One timer for every deadline (each one is a timer entry in the connection's future):
+        // the keep-alive or CONNECT deadline (not while paused: the broker is the silent one
+        // then), the end of a publish-rate pause, the end of a back-pressure pause.
+        let wake_at = [throttled, paused, deadline.filter(|_| paused.is_none())]
+            .into_iter()
+            .flatten()
+            .min();
         tokio::select! {
             _ = shared.shutdown.cancelled(), if !shutting_down => {
                 shutting_down = true;
@@ -306,40 +354,32 @@ pub(crate) async fn serve<S>(
             _ = async { match &online { Some(o) => o.kick.cancelled().await, None => std::future::pending().await } } => {
                 d.conn.close(ReasonCode::SESSION_TAKEN_OVER);
             }
-            permit = wtx.reserve(), if !wbuf.is_empty() => match permit {
-                Ok(p) => p.send(std::mem::take(&mut wbuf)),
-                Err(_) => d.conn.handle_connection_lost(),
-            },
-            _ = tokio::time::sleep_until(throttled.unwrap_or_else(Instant::now)), if throttled.is_some() => {
-                d.rate.throttled_until = None;
-                // Packets read before the pause are still waiting in the buffer.
-                d.decode_all(&mut rbuf, max_packet);
-            }
             // Back-pressure: a subscriber's mailbox is over its limit because of our PUBLISHes.
-            _ = wait_room(&full, paused.unwrap_or_else(Instant::now)), if paused.is_some() => {
-                d.pressure.full.clear();
-                d.paused_until = None;
-                // The broker, not the client, was silent: the keep-alive starts again.
-                d.conn.touch(std::time::Instant::now());
-            }
-            r = rd.read_buf(&mut rbuf), if wbuf.len() < HIGH_WATER && throttled.is_none() && paused.is_none() => match r {
-                Ok(0) | Err(_) => d.conn.handle_connection_lost(),
-                Ok(_) => {
-                    let filled = rbuf.len() == rbuf.capacity();
-                    read_size = if filled { (read_size * 2).min(READ_MAX) } else { READ_MIN };
-                    d.decode_all(&mut rbuf, max_packet);
-                    if rbuf.is_empty() && !filled {
-                        rbuf = BytesMut::new();
-                    }
-                }
+            _ = wait_room(&full), if paused.is_some() => d.end_pause(),
+            // Writes whatever is buffered; reads unless back-pressure or a limit says not to.
+            ev = std::future::poll_fn(|cx| io.poll_io(cx, read)) => match ev {
+                IoEvent::Closed => d.conn.handle_connection_lost(),
+                IoEvent::Read => d.decode_all(&mut io.rbuf, max_packet),
+                IoEvent::Wrote => {}
             },
             _ = async { match &online { Some(o) => o.notify.notified().await, None => std::future::pending().await } }, if wants => {}
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() && paused.is_none() => {
-                let before = d.conn.phase();
-                d.conn.handle_timeout(std::time::Instant::now());
-                if before == crate::protocol::Phase::AwaitConnect && d.conn.is_closed() {
-                    d.shared.transports.counters.connect_timeouts.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(peer = %d.peer, timeout_s = d.shared.proto.connect_timeout.as_secs(), "no CONNECT within connect_timeout, closing");
+            _ = tokio::time::sleep_until(wake_at.unwrap_or_else(Instant::now)), if wake_at.is_some() => {
+                let now = Instant::now();
+                if throttled.is_some_and(|t| t <= now) {
+                    d.rate.throttled_until = None;
+                    // Packets read before the pause are still waiting in the buffer.
+                    d.decode_all(&mut io.rbuf, max_packet);
+                }
+                if paused.is_some_and(|t| t <= now) {
+                    // `slow_consumer_timeout` is over: go on even without room.
+                    d.end_pause();
+                } else if paused.is_none() && deadline.is_some_and(|t| t <= now) {
+                    let before = d.conn.phase();
+                    d.conn.handle_timeout(std::time::Instant::now());
+                    if before == crate::protocol::Phase::AwaitConnect && d.conn.is_closed() {
+                        d.shared.transports.counters.connect_timeouts.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(peer = %d.peer, timeout_s = d.shared.proto.connect_timeout.as_secs(), "no CONNECT within connect_timeout, closing");
+                    }
                 }
             }
         }
@@ -353,18 +393,19 @@ pub(crate) async fn serve<S>(
     if !stored.is_done() {
         let _ = stored.wait().await;
     }
-    d.encode(&mut wbuf);
-    if !wbuf.is_empty() {
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, wtx.send(wbuf)).await;
-    }
-    drop(wtx);
-    let abort = writer.abort_handle();
-    if tokio::time::timeout(FLUSH_TIMEOUT, writer).await.is_err() {
-        abort.abort();
-    }
+    d.encode(&mut io.wbuf);
+    let _ = tokio::time::timeout(FLUSH_TIMEOUT, io.finish()).await;
 }
 
 impl Driver {
+    /// The back-pressure pause is over (room in every mailbox, or `slow_consumer_timeout`).
+    fn end_pause(&mut self) {
+        self.pressure.full.clear();
+        self.paused_until = None;
+        // The broker, not the client, was silent: the keep-alive starts again.
+        self.conn.touch(std::time::Instant::now());
+    }
+
     fn decode_all(&mut self, rbuf: &mut BytesMut, max_packet: usize) {
         loop {
             // Over the publish rate: the rest waits until the pause ends.
@@ -474,7 +515,9 @@ impl Driver {
         let mut durable: Option<crate::store::Durable> = None;
         while let Some(action) = self.conn.poll_action() {
             match action {
-                Action::Connect(req) => self.connect(req).await,
+                // Boxed: once per connection, and its state (authentication, takeover) would
+                // otherwise size every idle connection's future.
+                Action::Connect(req) => self.boxed_connect(req).await,
                 Action::Publish(mut m) => {
                     // The state machine has just built it: not shared yet, so no copy.
                     if let Some(msg) = Arc::get_mut(&mut m) {
@@ -558,6 +601,14 @@ impl Driver {
                 }
             }
         }
+    }
+
+    /// [`Driver::connect`] on the heap (see [`boxed_accept_ws`] for why a plain function).
+    fn boxed_connect(
+        &mut self,
+        req: ConnectRequest,
+    ) -> std::pin::Pin<Box<impl Future<Output = ()> + Send + '_>> {
+        Box::pin(self.connect(req))
     }
 
     async fn connect(&mut self, req: ConnectRequest) {
@@ -794,5 +845,40 @@ impl Driver {
         if let Some(w) = will {
             self.shared.schedule_will(self.client_id.clone(), w, expiry);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::Broker;
+    use crate::config::{Config, ListenerConfig};
+
+    /// An idle connection's memory is mostly its task (issue 8: at most 2 KiB of RSS per idle
+    /// connection), so a plain TCP connection's task must not grow unnoticed.
+    #[tokio::test]
+    async fn plain_tcp_connection_task_stays_small() {
+        let config = Config {
+            listeners: vec![ListenerConfig::mqtt("127.0.0.1:0".parse().unwrap())],
+            ..Config::default()
+        };
+        let running = Broker::new(config).start().await.unwrap();
+        let addr = running.local_addrs()[0];
+        let shared = running.shared().clone();
+        let ctx = shared.transports.external.clone();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let peer = client.local_addr().unwrap();
+        let guard = shared.transports.admit(&ctx, peer).unwrap();
+        let task = accept_transport(shared.clone(), ctx, client, peer, guard);
+        let size = std::mem::size_of_val(&task);
+        eprintln!(
+            "plain TCP connection future: {size} B (Driver {} B, Connection {} B)",
+            std::mem::size_of::<Driver>(),
+            std::mem::size_of::<Connection>()
+        );
+        assert!(size <= 2560, "{size} B");
+        drop(task);
+        running.shutdown().await;
     }
 }

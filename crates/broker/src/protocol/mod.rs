@@ -297,6 +297,21 @@ impl Connection {
         self.actions.pop_front()
     }
 
+    /// Lets go of the capacity of every empty queue (a `Packet` is hundreds of bytes, so one
+    /// CONNACK left a kilobyte or two allocated per idle connection). For the driver to call
+    /// when it is about to wait with nothing to do.
+    pub fn release_idle(&mut self) {
+        fn release<T>(q: &mut VecDeque<T>) {
+            if q.is_empty() && q.capacity() != 0 {
+                *q = VecDeque::new();
+            }
+        }
+        release(&mut self.transmit);
+        release(&mut self.actions);
+        release(&mut self.early);
+        release(&mut self.pending);
+    }
+
     /// When [`Connection::handle_timeout`] must next be called (CONNECT or keep-alive deadline).
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.phase == Phase::Closed {

@@ -7,6 +7,7 @@
 //! listeners share: the global connection limit, the per-address login back-off, topic and rate
 //! limits, and the counters of every limit hit. Not here: MQTT itself (the protocol state machine).
 
+pub(crate) mod conn_io;
 pub mod tls;
 pub mod ws;
 
