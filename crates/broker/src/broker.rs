@@ -174,10 +174,25 @@ impl Online {
         }
     }
 
-    pub(crate) fn pop(&self) -> Option<Delivery> {
+    /// Takes up to `max` deliveries, oldest first, under one lock: `take` gets each and says
+    /// whether it wants another. Returns how many were taken. `take` runs with the mailbox
+    /// locked, so it must be short and must not touch the registry or another mailbox.
+    pub(crate) fn pop_while(&self, max: usize, mut take: impl FnMut(Delivery) -> bool) -> usize {
         let mut mb = lock(&self.mailbox);
-        let d = mb.queue.pop_front()?;
-        mb.bytes = mb.bytes.saturating_sub(d.queued_size());
+        let mut n = 0;
+        while n < max {
+            let Some(d) = mb.queue.pop_front() else {
+                break;
+            };
+            n += 1;
+            mb.bytes = mb.bytes.saturating_sub(d.queued_size());
+            if !take(d) {
+                break;
+            }
+        }
+        if n == 0 {
+            return 0;
+        }
         mb.stalled_since = None;
         let wake = mb.waiting && !mb.is_full(&self.limits, 0);
         if wake {
@@ -187,7 +202,7 @@ impl Online {
         if wake {
             self.room.notify_waiters();
         }
-        Some(d)
+        n
     }
 
     /// Resolves once the mailbox is under its limits, or its connection has ended.
@@ -218,7 +233,11 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 const SHARDS: usize = 32;
 
-type Shard = Mutex<HashMap<Arc<str>, Arc<Online>>>;
+/// Connected clients by id. The map hashes with the router's fast seeded hasher: SipHash here
+/// cost more than the rest of a delivery's registry lookup.
+type Registry = HashMap<Arc<str>, Arc<Online>, crate::router::FastState>;
+
+type Shard = Mutex<Registry>;
 
 /// State shared by every connection of one broker.
 pub(crate) struct Shared {
@@ -245,7 +264,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn shard(&self, client_id: &str) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Online>>> {
+    pub(crate) fn shard(&self, client_id: &str) -> MutexGuard<'_, Registry> {
         let i = (self.hasher.hash_one(client_id) as usize) % SHARDS;
         // The modulo keeps `i` below SHARDS, the length of `online`.
         lock(&self.online[i])
@@ -545,7 +564,9 @@ impl Broker {
             authorizer: self.authorizer,
             transports: Arc::new(crate::transport::Transports::new(&self.config)),
             hooks: self.hooks,
-            online: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            online: (0..SHARDS)
+                .map(|_| Mutex::new(Registry::default()))
+                .collect(),
             hasher: crate::router::FastState::default(),
             pending_wills: Mutex::new(HashMap::new()),
             stats: Stats::default(),

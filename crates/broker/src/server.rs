@@ -32,6 +32,8 @@ use tokio::time::Instant;
 
 /// Above this many encoded bytes waiting to be written, stop reading and stop pulling deliveries.
 const HIGH_WATER: usize = 256 * 1024;
+/// Deliveries taken from the mailbox per lock of it.
+const MAILBOX_BATCH: usize = 32;
 /// How long a closing connection may take to flush its last packets.
 /// Read and Write ACL decisions remembered per session (each side); the memo starts over when full.
 const ACL_MEMO_TOPICS: usize = 1024;
@@ -502,11 +504,17 @@ impl Driver {
             return;
         };
         let now = std::time::Instant::now();
-        while buffered < HIGH_WATER && self.conn.transmit_len() < 256 && self.conn.wants_delivery()
-        {
-            match online.pop() {
-                Some(d) => self.conn.deliver(d, now),
-                None => break,
+        let conn = &mut self.conn;
+        let wants =
+            |c: &Connection| buffered < HIGH_WATER && c.transmit_len() < 256 && c.wants_delivery();
+        // A batch per lock of the mailbox, not a lock per delivery.
+        while wants(conn) {
+            let taken = online.pop_while(MAILBOX_BATCH, |d| {
+                conn.deliver(d, now);
+                wants(conn)
+            });
+            if taken < MAILBOX_BATCH {
+                break;
             }
         }
     }

@@ -316,9 +316,10 @@ impl Connection {
                 .clone_from(&d.subscription_ids);
             // Forward what is left of the expiry interval [MQTT-3.3.2-6].
             props.message_expiry_interval = m.remaining_expiry(now);
-            props
+            props.into()
         } else {
-            Default::default()
+            // Not built and compared with the empty block per delivery: v3 has no properties.
+            tern_codec::Props::none()
         };
         Publish {
             dup: false,
@@ -326,7 +327,7 @@ impl Connection {
             retain: d.retain,
             topic: m.topic.clone(),
             packet_id: 0,
-            properties: properties.into(),
+            properties,
             payload: m.payload.clone(),
         }
     }

@@ -359,7 +359,8 @@ pub(crate) fn topic_within_limits(topic: &str, limits: &TopicLimits) -> bool {
     if topic.len() > limits.max_length {
         return false;
     }
-    limits.max_levels == 0 || topic.split('/').count() <= limits.max_levels
+    // Counting separators byte by byte: `split` costs several times more on every PUBLISH.
+    limits.max_levels == 0 || topic.bytes().filter(|&b| b == b'/').count() < limits.max_levels
 }
 
 #[cfg(test)]
