@@ -574,11 +574,9 @@ fn decode_connack_properties(r: &mut Bytes) -> Result<ConnAckProperties, DecodeE
 
 fn decode_publish_properties(r: &mut Bytes) -> Result<PublishProperties, DecodeError> {
     let mut it = PropReader::read(r, "PUBLISH")?;
-    let mut p = PublishProperties {
-        wire_order: WireOrder::of_block(it.r.clone()),
-        ..PublishProperties::default()
-    };
+    let mut p = PublishProperties::default();
     while let Some((id, v)) = it.next()? {
+        p.wire_order.push(id);
         use PropertyId as I;
         match (id, v) {
             (I::PayloadFormatIndicator, Value::Byte(x)) => {

@@ -271,72 +271,74 @@ pub struct AuthProperties {
 }
 
 /// The identifiers of a decoded property block in wire order (see
-/// [`PublishProperties::wire_order`]). It holds the block itself, a slice of the received
-/// packet (no copy, no allocation), and reads the identifiers from it on demand. It is not part
-/// of the properties' value: any two compare equal.
+/// [`PublishProperties::wire_order`]): up to [`WireOrder::INLINE`] of them inline (no
+/// allocation, nothing shared), more in a `Vec`. It is not part of the properties' value: any
+/// two compare equal.
 #[derive(Clone, Default)]
-pub struct WireOrder(Bytes);
+pub struct WireOrder(OrderRepr);
+
+#[derive(Clone)]
+enum OrderRepr {
+    Inline {
+        len: u8,
+        ids: [u8; WireOrder::INLINE],
+    },
+    Heap(Vec<u8>),
+}
+
+impl Default for OrderRepr {
+    fn default() -> Self {
+        OrderRepr::Inline {
+            len: 0,
+            ids: [0; WireOrder::INLINE],
+        }
+    }
+}
 
 impl WireOrder {
+    /// How many identifiers are kept without an allocation.
+    pub const INLINE: usize = 22;
+
     /// No recorded order.
     pub const fn new() -> Self {
-        WireOrder(Bytes::new())
+        WireOrder(OrderRepr::Inline {
+            len: 0,
+            ids: [0; WireOrder::INLINE],
+        })
     }
 
-    /// Records the property block `block` (the properties after the length), as decoded.
-    pub(crate) fn of_block(block: Bytes) -> Self {
-        WireOrder(block)
+    /// Appends the next identifier read from the wire.
+    pub(crate) fn push(&mut self, id: PropertyId) {
+        match &mut self.0 {
+            OrderRepr::Inline { len, ids } => {
+                if let Some(slot) = ids.get_mut(usize::from(*len)) {
+                    *slot = id as u8;
+                    *len += 1;
+                } else {
+                    let mut all = ids.to_vec();
+                    all.push(id as u8);
+                    self.0 = OrderRepr::Heap(all);
+                }
+            }
+            OrderRepr::Heap(all) => all.push(id as u8),
+        }
+    }
+
+    fn raw(&self) -> &[u8] {
+        match &self.0 {
+            OrderRepr::Inline { len, ids } => ids.get(..usize::from(*len)).unwrap_or_default(),
+            OrderRepr::Heap(all) => all,
+        }
     }
 
     /// True when no order was recorded (properties built by hand, or none on the wire).
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.raw().is_empty()
     }
 
     /// The property identifiers in the order they were on the wire, repeats included.
     pub fn ids(&self) -> impl Iterator<Item = PropertyId> + '_ {
-        let mut rest: &[u8] = &self.0;
-        std::iter::from_fn(move || {
-            let (&raw, tail) = rest.split_first()?;
-            let id = PropertyId::from_u8(raw)?;
-            // A string or binary value: its two-byte length and itself.
-            let len = |t: &[u8]| -> Option<usize> {
-                let [hi, lo, ..] = *t else { return None };
-                Some(2 + usize::from(u16::from_be_bytes([hi, lo])))
-            };
-            use PropertyId::*;
-            let skip = match id {
-                PayloadFormatIndicator
-                | RequestProblemInformation
-                | RequestResponseInformation
-                | MaximumQos
-                | RetainAvailable
-                | WildcardSubscriptionAvailable
-                | SubscriptionIdentifierAvailable
-                | SharedSubscriptionAvailable => 1,
-                ServerKeepAlive | ReceiveMaximum | TopicAliasMaximum | TopicAlias => 2,
-                MessageExpiryInterval
-                | SessionExpiryInterval
-                | WillDelayInterval
-                | MaximumPacketSize => 4,
-                SubscriptionIdentifier => tail.iter().position(|b| b & 0x80 == 0)? + 1,
-                UserProperty => {
-                    let name = len(tail)?;
-                    name + len(tail.get(name..)?)?
-                }
-                CorrelationData
-                | AuthenticationData
-                | ContentType
-                | ResponseTopic
-                | AssignedClientIdentifier
-                | AuthenticationMethod
-                | ResponseInformation
-                | ServerReference
-                | ReasonString => len(tail)?,
-            };
-            rest = tail.get(skip..)?;
-            Some(id)
-        })
+        self.raw().iter().filter_map(|&id| PropertyId::from_u8(id))
     }
 }
 
@@ -544,29 +546,20 @@ mod tests {
     }
 
     #[test]
-    fn wire_order_lists_ids_as_they_were_and_is_not_part_of_the_value() {
-        let block = Bytes::from_static(&[
-            0x26, 0, 1, b'k', 0, 1, b'v', // user property
-            0x02, 0, 0, 0, 9, // message expiry
-            0x0B, 0x81, 0x01, // subscription identifier 129
-            0x03, 0, 2, b't', b'/', // content type
-            0x26, 0, 0, 0, 0, // user property, empty
-        ]);
-        let order = WireOrder::of_block(block);
+    fn wire_order_keeps_every_id_in_order_and_is_not_part_of_the_value() {
         use PropertyId::*;
-        let ids: Vec<_> = order.ids().collect();
-        assert_eq!(
-            ids,
-            [
-                UserProperty,
-                MessageExpiryInterval,
-                SubscriptionIdentifier,
-                ContentType,
-                UserProperty
-            ]
-        );
+        let mut order = WireOrder::new();
+        assert!(order.is_empty());
+        let many: Vec<PropertyId> = [UserProperty, MessageExpiryInterval, ContentType]
+            .into_iter()
+            .cycle()
+            .take(WireOrder::INLINE + 5)
+            .collect();
+        for (n, id) in many.iter().enumerate() {
+            order.push(*id);
+            assert_eq!(order.ids().collect::<Vec<_>>(), many[..=n], "after {n}");
+        }
         assert_eq!(order, WireOrder::new());
-        assert!(WireOrder::new().ids().next().is_none());
     }
 
     #[test]
