@@ -595,14 +595,14 @@ fn call<'s>(
                 Num::I(i) => return Cow::Owned(Value::from(i)),
                 Num::F(f) => f,
             };
-            if func == Func::Round {
-                if let Some(d) = vals.get(1) {
-                    let Some(d) = int_arg(d).filter(|d| (0..=15).contains(d)) else {
-                        return sc.type_error();
-                    };
-                    let scale = 10f64.powi(i32::try_from(d).unwrap_or(0));
-                    return from_f64((f * scale).round() / scale, sc);
-                }
+            if func == Func::Round
+                && let Some(d) = vals.get(1)
+            {
+                let Some(d) = int_arg(d).filter(|d| (0..=15).contains(d)) else {
+                    return sc.type_error();
+                };
+                let scale = 10f64.powi(i32::try_from(d).unwrap_or(0));
+                return from_f64((f * scale).round() / scale, sc);
             }
             let r = match func {
                 Func::Floor => f.floor(),

@@ -277,10 +277,8 @@ impl Lexer<'_> {
         }
         let end = self.offset();
         let text = self.src.get(start..end).unwrap_or_default();
-        if !float {
-            if let Ok(n) = text.parse::<i64>() {
-                return Ok(Tok::Int(n));
-            }
+        if !float && let Ok(n) = text.parse::<i64>() {
+            return Ok(Tok::Int(n));
         }
         match text.parse::<f64>() {
             Ok(f) if f.is_finite() => Ok(Tok::Float(f)),

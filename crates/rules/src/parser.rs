@@ -614,19 +614,19 @@ impl<'a> Parser<'a> {
             ));
         }
         let mut regex = None;
-        if matches!(func, Func::RegexMatch | Func::RegexReplace) {
-            if let Some(Expr::Lit(Value::String(pattern))) = args.get(1) {
-                let compiled = regex::RegexBuilder::new(pattern)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| {
-                        let at = arg_pos.get(1).copied().unwrap_or(pos);
-                        let why = e.to_string();
-                        let last = why.lines().last().unwrap_or("").trim().to_owned();
-                        ParseError::new(at, format!("invalid regular expression: {last}"))
-                    })?;
-                regex = Some(compiled);
-            }
+        if matches!(func, Func::RegexMatch | Func::RegexReplace)
+            && let Some(Expr::Lit(Value::String(pattern))) = args.get(1)
+        {
+            let compiled = regex::RegexBuilder::new(pattern)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map_err(|e| {
+                    let at = arg_pos.get(1).copied().unwrap_or(pos);
+                    let why = e.to_string();
+                    let last = why.lines().last().unwrap_or("").trim().to_owned();
+                    ParseError::new(at, format!("invalid regular expression: {last}"))
+                })?;
+            regex = Some(compiled);
         }
         Ok(Expr::Call { func, args, regex })
     }

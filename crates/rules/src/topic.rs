@@ -158,10 +158,8 @@ where
     if let Some(child) = node.children.get(level) {
         descend(child, next, &mut rest.clone(), out);
     }
-    if !first_dollar {
-        if let Some(plus) = &node.plus {
-            descend(plus, next, &mut rest.clone(), out);
-        }
+    if !first_dollar && let Some(plus) = &node.plus {
+        descend(plus, next, &mut rest.clone(), out);
     }
 }
 
