@@ -156,9 +156,9 @@ pub(crate) struct Online {
     /// Wakes publishers paused on this mailbox once it has room.
     room: Notify,
     /// Cancelled to take the session over (the connection closes with 0x8E).
-    pub(crate) kick: CancellationToken,
+    pub(crate) kick: crate::latch::Latch,
     /// Cancelled once the connection has handed its session back.
-    pub(crate) done: CancellationToken,
+    pub(crate) done: crate::latch::Latch,
 }
 
 impl Online {
@@ -169,8 +169,8 @@ impl Online {
             notify: Notify::new(),
             limits,
             room: Notify::new(),
-            kick: CancellationToken::new(),
-            done: CancellationToken::new(),
+            kick: crate::latch::Latch::new(),
+            done: crate::latch::Latch::new(),
         }
     }
 

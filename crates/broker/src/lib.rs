@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod broker;
 pub mod config;
+mod latch;
 pub mod message;
 pub mod protocol;
 pub mod router;

@@ -83,12 +83,12 @@ impl Connection {
                 username: None,
                 hops: 0,
             };
-            Will {
+            Box::new(Will {
                 message,
                 delay_interval: w.properties.will_delay_interval.unwrap_or(0),
                 // Message expiry counts from publication, so it is applied when the will goes out.
                 message_expiry_interval: w.properties.message_expiry_interval,
-            }
+            })
         });
 
         self.identity.client_id = c.client_id.to_string();
@@ -106,7 +106,7 @@ impl Connection {
 
     /// The will's Message Expiry Interval is kept on the CONNECT; the broker reads it here.
     pub fn will(&self) -> Option<&Will> {
-        self.will.as_ref()
+        self.will.as_deref()
     }
 
     /// Refuses the connection with `reason` (a v5 CONNACK reason code; translated for 3.x

@@ -185,7 +185,9 @@ pub struct Connection {
     version: ProtocolVersion,
     identity: ClientIdentity,
     session: Option<SessionState>,
-    will: Option<Will>,
+    /// Boxed: most clients set no will, and inline it would add hundreds of bytes to every
+    /// connection.
+    will: Option<Box<Will>>,
     keep_alive: Option<Duration>,
     deadline: Option<Instant>,
     connect_expiry_zero: bool,
@@ -499,7 +501,7 @@ impl Connection {
         }
     }
 
-    fn finish(&mut self, will: Option<Will>, reason: ReasonCode) {
+    fn finish(&mut self, will: Option<Box<Will>>, reason: ReasonCode) {
         // The will is published with the client's own rights: a topic it may not write to is
         // dropped, as a PUBLISH would be.
         let will = will.filter(|w| {
@@ -509,7 +511,6 @@ impl Connection {
         self.phase = Phase::Closed;
         self.deadline = None;
         self.early.clear();
-        let will = will.map(Box::new);
         self.actions.push_back(Action::Closed { will, reason });
     }
 
