@@ -26,6 +26,7 @@ fn delivery(qos: QoS) -> Delivery {
         qos,
         retain: false,
         subscription_ids: Vec::new(),
+        store_seq: 0,
     }
 }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use tern_broker::config::{Durability, StorageConfig};
 use tern_broker::message::{Delivery, Message};
 use tern_broker::session::{EXPIRY_NEVER, QueueLimits, SessionState};
-use tern_broker::store::SessionStore;
 use tern_broker::store::fjall_store::FjallStore;
+use tern_broker::store::{FlowChange, SessionStore};
 use tern_codec::QoS;
 
 const LIMITS: QueueLimits = QueueLimits {
@@ -46,6 +46,7 @@ fn delivery(i: u64) -> Delivery {
         qos: QoS::AtLeastOnce,
         retain: false,
         subscription_ids: vec![],
+        store_seq: 0,
     }
 }
 
@@ -173,9 +174,16 @@ fn soak(secs: u64) {
         rt.block_on(SessionStore::durable(&*store).wait());
         // Deliver down to 1,000 queued: the client takes its session, acknowledges, leaves.
         let mut s = store.take("c").unwrap();
+        let mut done = Vec::new();
         while s.queue.len() > 1_000 {
-            s.dequeue();
+            if let Some(d) = s.dequeue() {
+                done.push(FlowChange::Done {
+                    seq: d.store_seq,
+                    qos2_sent: false,
+                });
+            }
         }
+        store.record_flow("c", &done);
         store.put(s, Instant::now());
         if start.elapsed() >= next_report {
             println!(

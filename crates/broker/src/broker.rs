@@ -15,7 +15,7 @@ use crate::protocol::{ProtocolConfig, Will};
 use crate::router::{RouteEntry, Router, TrieRouter};
 use crate::session::{QueueLimits, QueueOutcome, SessionState};
 use crate::store::memory::{MemoryRetainedStore, MemorySessionStore};
-use crate::store::{Durable, RetainedStore, SessionStore};
+use crate::store::{Durable, FlowChange, RetainedStore, SessionStore};
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
@@ -159,11 +159,15 @@ pub(crate) struct Online {
     pub(crate) kick: crate::latch::Latch,
     /// Cancelled once the connection has handed its session back.
     pub(crate) done: crate::latch::Latch,
+    /// The session outlives the connection: QoS 1/2 deliveries are written to the session
+    /// store before they go into the mailbox ([`SessionStore::persist_delivery`]).
+    pub(crate) persistent: bool,
 }
 
 impl Online {
-    pub(crate) fn new(conn_id: u64, limits: QueueLimits) -> Self {
+    pub(crate) fn new(conn_id: u64, limits: QueueLimits, persistent: bool) -> Self {
         Online {
+            persistent,
             conn_id,
             mailbox: Mutex::new(Mailbox::default()),
             notify: Notify::new(),
@@ -307,6 +311,7 @@ impl Shared {
                 // Forwarded with RETAIN 0 unless Retain As Published [MQTT-3.3.1-12] [MQTT-3.3.1-13].
                 retain: message.retain && t.retain_as_published,
                 subscription_ids: t.subscription_ids,
+                store_seq: 0,
             };
             self.deliver(&t.client_id, d, pressure.as_deref_mut());
         }
@@ -319,6 +324,7 @@ impl Shared {
                 qos: message.qos.min(entry.options.qos),
                 retain: message.retain && entry.options.retain_as_published,
                 subscription_ids: entry.subscription_id.into_iter().collect(),
+                store_seq: 0,
             };
             let taken = group
                 .members
@@ -333,7 +339,7 @@ impl Shared {
 
     /// Puts a delivery in the client's mailbox if it is connected and its queue has room;
     /// false (nothing counted) otherwise.
-    fn offer_online(&self, client_id: &str, d: Delivery) -> bool {
+    fn offer_online(&self, client_id: &str, mut d: Delivery) -> bool {
         let limits = self.proto.queue;
         let shard = self.shard(client_id);
         let Some(online) = shard.get(client_id) else {
@@ -342,6 +348,9 @@ impl Shared {
         let mut mb = lock(&online.mailbox);
         if mb.is_full(&limits, d.queued_size()) {
             return false;
+        }
+        if online.persistent {
+            self.sessions.persist_delivery(client_id, &mut d);
         }
         mb.bytes += d.queued_size();
         mb.queue.push_back(d);
@@ -355,12 +364,17 @@ impl Shared {
     /// With `pressure`, a full mailbox of a connected client takes a
     /// delivery over its limit and pauses the publisher, unless it has made no progress
     /// for `slow_consumer_timeout` (then the drop policy applies).
-    fn deliver(&self, client_id: &str, d: Delivery, pressure: Option<&mut Pressure>) {
+    fn deliver(&self, client_id: &str, mut d: Delivery, pressure: Option<&mut Pressure>) {
         let limits = self.proto.queue;
         let shard = self.shard(client_id);
         let mut stalled = false;
         let outcome = match shard.get(client_id) {
             Some(online) => {
+                // A persistent session's QoS 1/2 delivery is written before its client can
+                // see it (and before the publisher's PUBACK, whose ticket is taken after this).
+                if online.persistent {
+                    self.sessions.persist_delivery(client_id, &mut d);
+                }
                 let mut mb = lock(&online.mailbox);
                 let mut push = !mb.is_full(&limits, d.queued_size());
                 if !push {
@@ -384,6 +398,14 @@ impl Shared {
                     online.notify.notify_one();
                     QueueOutcome::Queued
                 } else {
+                    drop(mb);
+                    if d.store_seq != 0 {
+                        let done = FlowChange::Done {
+                            seq: d.store_seq,
+                            qos2_sent: false,
+                        };
+                        self.sessions.record_flow(client_id, &[done]);
+                    }
                     QueueOutcome::DroppedFull
                 }
             }
@@ -416,12 +438,15 @@ impl Shared {
 
     /// Cancels a will waiting for its delay: the client came back [MQTT-3.1.3-9].
     pub(crate) fn cancel_pending_will(&self, client_id: &str) {
-        if let Some((_, t)) = lock(&self.pending_wills).remove(client_id) {
+        let mut wills = lock(&self.pending_wills);
+        if let Some((_, t)) = wills.remove(client_id) {
             t.cancel();
+            self.sessions.save_will(client_id, None);
         }
     }
 
-    /// Publishes a will now, or after the earlier of its delay and the session's end.
+    /// Publishes a will now, or after the earlier of its delay and the session's end. A will
+    /// that waits is written to the session store, so that a restart does not lose it.
     pub(crate) fn schedule_will(
         self: &Arc<Self>,
         client_id: Arc<str>,
@@ -433,23 +458,49 @@ impl Shared {
             self.publish_will(&client_id, will);
             return;
         }
+        let delay = Duration::from_secs(u64::from(delay));
+        let due = std::time::SystemTime::now() + delay;
+        self.arm_will(client_id, will, delay, Some(due));
+    }
+
+    /// Publishes `will` after `delay` unless its client comes back first; with `due`, records
+    /// it in the session store first (a will restored from the store is there already).
+    pub(crate) fn arm_will(
+        self: &Arc<Self>,
+        client_id: Arc<str>,
+        will: Will,
+        delay: Duration,
+        due: Option<std::time::SystemTime>,
+    ) {
         let token = CancellationToken::new();
         let id = self.next_id();
-        lock(&self.pending_wills).insert(client_id.clone(), (id, token.clone()));
+        {
+            // Under the lock, so that the store sees a client's wills in the map's order.
+            let mut wills = lock(&self.pending_wills);
+            if let Some(due) = due {
+                self.sessions.save_will(&client_id, Some((&will, due)));
+            }
+            if let Some((_, old)) = wills.insert(client_id.clone(), (id, token.clone())) {
+                old.cancel();
+            }
+        }
         let shared = self.clone();
         self.tracker.spawn(async move {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(u64::from(delay))) => {
+                _ = tokio::time::sleep(delay) => {
                     let mut wills = lock(&shared.pending_wills);
                     let ours = wills.get(&client_id).is_some_and(|(i, _)| *i == id);
                     if ours {
                         wills.remove(&client_id);
-                        drop(wills);
+                        // Published, then forgotten by the store: a crash in between publishes
+                        // it again rather than never.
                         shared.publish_will(&client_id, will);
+                        shared.sessions.save_will(&client_id, None);
                     }
                 }
                 _ = token.cancelled() => {}
-                // Pending wills are not published on shutdown.
+                // Pending wills are not published on shutdown; the store keeps them for the
+                // next start.
                 _ = shared.shutdown.cancelled() => {}
             }
         });
@@ -583,6 +634,13 @@ impl Broker {
                 };
                 shared.router.subscribe(&client_id, &filter, entry);
             }
+        }
+        // Wills that were waiting for their delay when the broker stopped go out at their time,
+        // or now if it passed meanwhile, unless their client comes back first.
+        let now = std::time::SystemTime::now();
+        for (client_id, will, due) in shared.sessions.take_pending_wills() {
+            let delay = due.duration_since(now).unwrap_or(Duration::ZERO);
+            shared.arm_will(client_id, will, delay, None);
         }
         let mut local_addrs = Vec::new();
         for l in self.config.effective_listeners() {

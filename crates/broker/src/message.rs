@@ -95,6 +95,9 @@ pub struct Delivery {
     pub retain: bool,
     /// Subscription identifiers of every matching subscription of this client [MQTT-3.3.4-3].
     pub subscription_ids: Vec<u32>,
+    /// Key under which an on-disk session store keeps this delivery for a persistent session
+    /// (until the client acknowledges it); 0 when it is not stored.
+    pub store_seq: u64,
 }
 
 impl Delivery {

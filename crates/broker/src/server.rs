@@ -259,7 +259,29 @@ struct Driver {
     pressure: Pressure,
     /// When the current pause ends at the latest (`slow_consumer_timeout` after it began).
     paused_until: Option<Instant>,
+    /// Packets waiting for writes to be durable; boxed, and only while there are any (an idle
+    /// connection does not carry it).
+    held: Option<Box<Held>>,
+    /// Writes were made that the packets queued now depend on: [`Driver::encode`] holds them.
+    needs_durable: bool,
 }
+
+/// Packets that must not go out before writes are durable (PUBACK/PUBREC after their message
+/// is stored, SUBACK, QoS 2 steps of a persistent session). See [`Driver::encode`]; the
+/// connection goes on reading meanwhile.
+#[derive(Default)]
+struct Held {
+    /// Tickets, oldest first, each with the number of packets taken from the connection
+    /// (counting from when this started) up to which it holds them back.
+    tickets: std::collections::VecDeque<(crate::store::Durable, u64)>,
+    /// Packets taken from the connection since this started.
+    taken: u64,
+    /// How many packets may be taken: the end of the last ticket resolved.
+    released: u64,
+}
+
+/// Holds (read batches waiting for their fsync) after which a connection stops reading.
+const MAX_HELD: usize = 64;
 
 const LOGGED_RATE: u8 = 1;
 
@@ -313,6 +335,8 @@ pub(crate) async fn serve<S>(
             full: Vec::new(),
         },
         paused_until: None,
+        held: None,
+        needs_durable: false,
     };
     let max_packet = shared.proto.max_packet_size as usize;
     let mut shutting_down = false;
@@ -334,7 +358,18 @@ pub(crate) async fn serve<S>(
         let wants = d.conn.wants_delivery();
         let throttled = d.rate.throttled_until;
         let paused = d.paused_until;
-        let read = io.unwritten() < HIGH_WATER && throttled.is_none() && paused.is_none();
+        let read = io.unwritten() < HIGH_WATER
+            && throttled.is_none()
+            && paused.is_none()
+            && d.held.as_ref().is_none_or(|h| h.tickets.len() < MAX_HELD);
+        // The oldest packets waiting for durability go out once their ticket resolves. Boxed,
+        // and only while there are any: an idle connection's future does not carry the wait.
+        let held = d
+            .held
+            .as_ref()
+            .and_then(|h| h.tickets.front())
+            .map(|(t, _)| Box::pin(t.clone().wait()));
+        let held_some = held.is_some();
         // Only while paused, and boxed: the wait (hundreds of bytes) would otherwise size every
         // connection's future. Cloned: the wait below must not borrow `d`.
         let room = paused.map(|_| Box::pin(wait_room(d.pressure.full.clone())));
@@ -355,6 +390,12 @@ pub(crate) async fn serve<S>(
             }
             // Back-pressure: a subscriber's mailbox is over its limit because of our PUBLISHes.
             _ = async { match room { Some(r) => r.await, None => std::future::pending().await } }, if paused.is_some() => d.end_pause(),
+            durable = async { match held { Some(t) => t.await, None => true } }, if held_some => {
+                if !durable {
+                    // The store stopped: nothing more will become durable, keep nothing back.
+                    d.held = None;
+                }
+            }
             // Writes whatever is buffered; reads unless back-pressure or a limit says not to.
             ev = std::future::poll_fn(|cx| io.poll_io(cx, read)) => match ev {
                 IoEvent::Closed => d.conn.handle_connection_lost(),
@@ -388,10 +429,7 @@ pub(crate) async fn serve<S>(
     d.process_actions().await;
     // Once a client sees its connection close, the session it handed back (what it
     // acknowledged) is as durable as `[storage] durability` says: no redelivery after a crash.
-    let stored = shared.sessions.durable();
-    if !stored.is_done() {
-        let _ = stored.wait().await;
-    }
+    d.settle().await;
     d.encode(&mut io.wbuf);
     let _ = tokio::time::timeout(FLUSH_TIMEOUT, io.finish()).await;
 }
@@ -487,13 +525,83 @@ impl Driver {
         }
     }
 
+    /// Encodes the packets that may go out. Packets queued after writes they depend on
+    /// (`needs_durable`) are held until those writes are durable: a ticket is taken now, and
+    /// they, and everything queued behind them, wait for it, in order. The connection goes on
+    /// reading and routing meanwhile, so one fsync covers what it reads while the previous one
+    /// runs (pipelining).
     fn encode(&mut self, wbuf: &mut BytesMut) {
+        self.flush_flow();
+        if std::mem::take(&mut self.needs_durable) {
+            let ticket = self
+                .shared
+                .sessions
+                .durable()
+                .and(self.shared.retained.durable());
+            if !ticket.is_done() {
+                let h = self.held.get_or_insert_default();
+                let end = h.taken + self.conn.transmit_len() as u64;
+                h.tickets.push_back((ticket, end));
+            }
+        }
+        let mut limit = u64::MAX;
+        if let Some(h) = self.held.as_mut() {
+            while let Some((t, end)) = h.tickets.front() {
+                if !t.is_done() {
+                    break;
+                }
+                h.released = *end;
+                h.tickets.pop_front();
+            }
+            if h.tickets.is_empty() {
+                self.held = None;
+            } else {
+                limit = h.released - h.taken;
+            }
+        }
         let version = self.conn.version();
-        while let Some(p) = self.conn.poll_transmit() {
+        let mut taken = 0;
+        while taken < limit {
+            let Some(p) = self.conn.poll_transmit() else {
+                break;
+            };
+            taken += 1;
             if let Err(e) = tern_codec::encode(&p, version, wbuf) {
                 tracing::warn!(client_id = %self.client_id, packet = p.name(), error = %e, "cannot encode packet");
             }
         }
+        if let Some(h) = self.held.as_mut() {
+            h.taken += taken;
+        }
+    }
+
+    /// Hands the in-flight changes of a persistent session to the store, in order; those a
+    /// packet depends on make [`Driver::encode`] hold it until they are durable.
+    fn flush_flow(&mut self) {
+        let changes = self.conn.take_flow();
+        if changes.is_empty() {
+            return;
+        }
+        if changes.iter().any(crate::store::FlowChange::gates_transmit) {
+            self.needs_durable = true;
+        }
+        self.shared.sessions.record_flow(&self.client_id, &changes);
+    }
+
+    /// Waits until every write made so far is durable and releases every held packet (the
+    /// connection is closing).
+    async fn settle(&mut self) {
+        self.flush_flow();
+        self.needs_durable = false;
+        let ticket = self
+            .shared
+            .sessions
+            .durable()
+            .and(self.shared.retained.durable());
+        if !ticket.is_done() && !ticket.wait().await {
+            tracing::warn!(client_id = %self.client_id, "storage closed before the session was durable");
+        }
+        self.held = None;
     }
 
     fn pull_mailbox(&mut self, buffered: usize) {
@@ -517,7 +625,6 @@ impl Driver {
     }
 
     async fn process_actions(&mut self) {
-        let mut durable: Option<crate::store::Durable> = None;
         while let Some(action) = self.conn.poll_action() {
             match action {
                 // Boxed: once per connection, and its state (authentication, takeover) would
@@ -529,34 +636,35 @@ impl Driver {
                         msg.username.clone_from(&self.username);
                     }
                     let qos = m.qos;
-                    let ticket = self.shared.publish_from(m, Some(&mut self.pressure));
+                    // The ticket of what this wrote is taken in `encode`, after this batch.
+                    let _ = self.shared.publish_from(m, Some(&mut self.pressure));
                     // PUBACK/PUBREC go out only once the message is stored as durably as
-                    // `[storage] durability` says; one wait covers every PUBLISH read so far.
+                    // `[storage] durability` says (held in `encode`).
                     if qos != tern_codec::QoS::AtMostOnce {
-                        durable = Some(ticket);
+                        self.needs_durable = true;
                     }
                 }
                 Action::Subscribe(subs) => {
                     self.subscribe(subs);
-                    let saved = self.save_session();
-                    durable = Some(match durable.take() {
-                        Some(t) => t.and(saved),
-                        None => saved,
-                    });
+                    self.save_session();
+                    self.needs_durable = true;
                 }
                 Action::Unsubscribe(filters) => {
                     for f in filters {
                         self.shared.router.unsubscribe(&self.client_id, &f);
                     }
-                    let saved = self.save_session();
-                    durable = Some(match durable.take() {
-                        Some(t) => t.and(saved),
-                        None => saved,
-                    });
+                    self.save_session();
+                    self.needs_durable = true;
                 }
-                Action::Closed { will, reason } => self.finalize(will.map(|w| *w), reason),
+                Action::Closed { will, reason } => {
+                    // What the connection changed goes in before the session is handed back.
+                    self.flush_flow();
+                    self.finalize(will.map(|w| *w), reason);
+                }
             }
         }
+        // After the routing above: an incoming QoS 2 identifier is recorded after its message.
+        self.flush_flow();
         if !self.pressure.full.is_empty() && self.paused_until.is_none() {
             self.paused_until = Some(Instant::now() + self.shared.slow_consumer_timeout);
             self.shared
@@ -565,19 +673,13 @@ impl Driver {
                 .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(client_id = %self.client_id, "subscriber queue full, publisher paused");
         }
-        if let Some(t) = durable.filter(|t| !t.is_done()) {
-            if !t.wait().await {
-                tracing::warn!(client_id = %self.client_id, "storage closed before the message was durable");
-            }
-        }
     }
 
     /// Records the connected session's subscriptions in the store; SUBACK/UNSUBACK wait for it.
-    fn save_session(&self) -> crate::store::Durable {
+    fn save_session(&self) {
         if let Some(session) = self.conn.session() {
             self.shared.sessions.save(session);
         }
-        self.shared.sessions.durable()
     }
 
     fn subscribe(&mut self, subs: Vec<NewSubscription>) {
@@ -592,17 +694,22 @@ impl Driver {
                 .subscribe(&self.client_id, &s.filter, entry);
             if s.send_retained {
                 // Retained messages go out with RETAIN set [MQTT-3.3.1-8].
+                let persistent = self.online.as_ref().is_some_and(|o| o.persistent);
                 for m in self.shared.retained.matching(&s.filter, now) {
                     let qos = m.qos.min(s.subscription.options.qos);
-                    self.conn.deliver(
-                        Delivery {
-                            message: m,
-                            qos,
-                            retain: true,
-                            subscription_ids: s.subscription.id.into_iter().collect(),
-                        },
-                        now,
-                    );
+                    let mut d = Delivery {
+                        message: m,
+                        qos,
+                        retain: true,
+                        subscription_ids: s.subscription.id.into_iter().collect(),
+                        store_seq: 0,
+                    };
+                    if persistent {
+                        self.shared
+                            .sessions
+                            .persist_delivery(&self.client_id, &mut d);
+                    }
+                    self.conn.deliver(d, now);
                 }
             }
         }
@@ -629,7 +736,8 @@ impl Driver {
         } else {
             (Arc::from(req.client_id.as_str()), None)
         };
-        let online = Arc::new(Online::new(self.conn_id, shared.proto.queue));
+        let persistent = req.session_expiry_interval != 0;
+        let online = Arc::new(Online::new(self.conn_id, shared.proto.queue, persistent));
         let deadline = Instant::now() + TAKEOVER_TIMEOUT;
         let (session, session_present) = loop {
             let existing = {
@@ -695,6 +803,12 @@ impl Driver {
             },
             std::time::Instant::now(),
         );
+        // A new persistent session is on disk from now on (a resumed one already is, marked
+        // online): a crash while it is connected keeps it.
+        if !session_present && let Some(s) = self.conn.session().filter(|s| s.expiry_interval != 0)
+        {
+            shared.sessions.save(s);
+        }
     }
 
     /// Checks the CONNECT's credentials after the address's login back-off, if any: a custom

@@ -167,6 +167,7 @@ mod tests {
             qos,
             retain: false,
             subscription_ids: vec![],
+            store_seq: 0,
         }
     }
 

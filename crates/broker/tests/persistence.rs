@@ -13,7 +13,7 @@ use tern_broker::config::{Durability, StorageConfig};
 use tern_broker::message::{Delivery, Message};
 use tern_broker::session::{EXPIRY_NEVER, QueueLimits, QueueOutcome, SessionState};
 use tern_broker::store::fjall_store::FjallStore;
-use tern_broker::store::{RetainedStore, SessionStore};
+use tern_broker::store::{FlowChange, RetainedStore, SessionStore};
 use tern_broker::{Broker, RunningBroker};
 use tern_codec::QoS;
 
@@ -47,6 +47,7 @@ fn delivery(topic: &str, payload: &str, qos: QoS) -> Delivery {
         qos,
         retain: false,
         subscription_ids: vec![],
+        store_seq: 0,
     }
 }
 
@@ -161,6 +162,7 @@ async fn expired_sessions_and_messages_are_gone_after_restart() {
         qos: QoS::AtLeastOnce,
         retain: false,
         subscription_ids: vec![],
+        store_seq: 0,
     };
     assert_eq!(store.enqueue("long", d, &LIMITS), QueueOutcome::Queued);
     assert_eq!(
@@ -448,10 +450,18 @@ async fn queue_handed_back_after_a_connection_keeps_its_order_across_restart() {
         );
     }
     for round in 0..3 {
-        // The client connects, takes two messages, two more arrive for it, it leaves.
+        // The client connects, takes two messages and acknowledges them (its connection tells
+        // the store), two more arrive for it, it leaves.
         let mut s = store.take("c").unwrap();
-        s.dequeue();
-        s.dequeue();
+        for _ in 0..2 {
+            let d = s.dequeue().unwrap();
+            assert_ne!(d.store_seq, 0);
+            let done = FlowChange::Done {
+                seq: d.store_seq,
+                qos2_sent: false,
+            };
+            store.record_flow("c", &[done]);
+        }
         for j in 0..2 {
             let d = delivery("t", &format!("r{round}-{j}"), QoS::AtLeastOnce);
             s.queue_bytes += d.queued_size();

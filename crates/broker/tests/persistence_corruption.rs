@@ -72,6 +72,7 @@ async fn populate(dir: &Path, flush: bool) {
                     qos: QoS::AtLeastOnce,
                     retain: false,
                     subscription_ids: vec![s as u32 + 1],
+                    store_seq: 0,
                 };
                 store.enqueue(&format!("c{s}"), d, &LIMITS);
             }

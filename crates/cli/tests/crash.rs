@@ -1,9 +1,12 @@
 //! The crash test: `tern broker` is killed with SIGKILL at random moments while two publishers
-//! send numbered QoS 1 and QoS 2 messages to an offline persistent session, and restarted on the
-//! same data directory. Asserted: every message whose PUBACK (QoS 1) or PUBCOMP (QoS 2) a
-//! publisher received is delivered once the subscriber reconnects (QoS 2 exactly once), in order
-//! per publisher, payload intact; the session (its subscription) and the retained messages are
-//! there after every restart.
+//! send numbered QoS 1 and QoS 2 messages to a persistent session, and restarted on the same
+//! data directory. The session's subscriber is offline in even rounds (the messages are queued
+//! for it) and connected and receiving in odd rounds (they are in its mailbox or in flight when
+//! the broker dies). Asserted: every message whose PUBACK (QoS 1) or PUBCOMP (QoS 2) a publisher
+//! received is delivered once the subscriber reconnects, QoS 2 exactly once (QoS 1 may repeat
+//! a message the subscriber acknowledged just before a kill), in order per publisher, payload
+//! intact; the session (its subscription) and the retained messages are there after every
+//! restart.
 //!
 //! `crash_short` (20 kills) runs with the normal tests. `crash_long` is ignored: run it with
 //! `cargo test -p tern-cli --test crash -- --ignored --nocapture`; `TERN_CRASH_KILLS` sets the
@@ -84,7 +87,8 @@ impl BrokerProc {
             .stderr(log)
             .spawn()
             .expect("spawn tern broker");
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Recovery replays up to 64 MiB of journal: seconds in a debug build on a busy machine.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return BrokerProc { child, port };
@@ -93,7 +97,10 @@ impl BrokerProc {
                 let log = std::fs::read_to_string(dir.join("broker.log")).unwrap_or_default();
                 panic!("broker exited with {status}:\n{log}");
             }
-            assert!(Instant::now() < deadline, "broker not listening after 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "broker not listening after 120 s"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -278,7 +285,8 @@ struct Received {
     seen: HashMap<String, Vec<u64>>,
     /// QoS 2 packet ids received and not yet released (PUBREC sent, PUBREL not received).
     qos2_pending: BTreeSet<u16>,
-    duplicates: u64,
+    /// Per publisher, messages delivered again.
+    duplicates: HashMap<String, u64>,
     out_of_order: Vec<String>,
 }
 
@@ -288,7 +296,7 @@ impl Received {
         let v = self.seen.entry(who.clone()).or_default();
         if let Some(&last) = v.last() {
             if n == last || v.contains(&n) {
-                self.duplicates += 1;
+                *self.duplicates.entry(who).or_default() += 1;
                 return;
             }
             if n < last {
@@ -297,6 +305,32 @@ impl Received {
         }
         v.push(n);
     }
+}
+
+/// Handles one packet to the subscriber as a client does (QoS 2: method A, a PUBLISH whose id
+/// awaits PUBREL is a re-delivery of the same message [MQTT-4.3.3-9]).
+fn receive(c: &mut Conn, rx: &mut Received, packet: Packet) -> std::io::Result<()> {
+    match packet {
+        Packet::Publish(p) => match p.qos {
+            QoS::AtMostOnce => rx.record(&p.payload),
+            QoS::AtLeastOnce => {
+                rx.record(&p.payload);
+                c.send(&Packet::PubAck(PubAck::new(p.packet_id)))?;
+            }
+            QoS::ExactlyOnce => {
+                if rx.qos2_pending.insert(p.packet_id) {
+                    rx.record(&p.payload);
+                }
+                c.send(&Packet::PubRec(PubRec::new(p.packet_id)))?;
+            }
+        },
+        Packet::PubRel(r) => {
+            rx.qos2_pending.remove(&r.packet_id);
+            c.send(&Packet::PubComp(PubComp::new(r.packet_id)))?;
+        }
+        other => panic!("subscriber: unexpected {other:?}"),
+    }
+    c.flush()
 }
 
 /// Connects the persistent subscriber, takes every queued message (acknowledging as a client
@@ -308,36 +342,38 @@ fn drain(port: u16, rx: &mut Received) -> bool {
             .recv(Duration::from_millis(300))
             .expect("subscriber connection")
         {
-            Some(Packet::Publish(p)) => match p.qos {
-                QoS::AtMostOnce => rx.record(&p.payload),
-                QoS::AtLeastOnce => {
-                    rx.record(&p.payload);
-                    c.send(&Packet::PubAck(PubAck::new(p.packet_id))).unwrap();
-                }
-                QoS::ExactlyOnce => {
-                    // Exactly once on the receiving side: a PUBLISH whose id awaits PUBREL is a
-                    // re-delivery of the same message [MQTT-4.3.3-9].
-                    if rx.qos2_pending.insert(p.packet_id) {
-                        rx.record(&p.payload);
-                    }
-                    c.send(&Packet::PubRec(PubRec::new(p.packet_id))).unwrap();
-                }
-            },
-            Some(Packet::PubRel(r)) => {
-                rx.qos2_pending.remove(&r.packet_id);
-                c.send(&Packet::PubComp(PubComp::new(r.packet_id))).unwrap();
-            }
-            Some(other) => panic!("subscriber: unexpected {other:?}"),
+            Some(p) => receive(&mut c, rx, p).expect("subscriber connection"),
             None => {
                 if rx.qos2_pending.is_empty() {
                     break;
                 }
             }
         }
-        c.flush().unwrap();
     }
     c.disconnect();
     present
+}
+
+/// The persistent subscriber, connected while the publishers publish, until the broker dies
+/// under it (or `stop`). Returns what it received.
+fn receive_online(port: u16, mut rx: Received, stop: Arc<AtomicBool>) -> Received {
+    // A kill right after the start can come before the subscriber is connected.
+    let Ok((mut c, present)) = Conn::connect(port, "crash-sub", false) else {
+        return rx;
+    };
+    assert!(present, "the persistent session is gone");
+    while !stop.load(Ordering::Relaxed) {
+        match c.recv(Duration::from_millis(100)) {
+            Ok(Some(p)) => {
+                if receive(&mut c, &mut rx, p).is_err() {
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(_) => break,
+        }
+    }
+    rx
 }
 
 fn setup(dir: &Path) -> BrokerProc {
@@ -444,6 +480,12 @@ fn run(kills: usize, name: &str) {
     for kill in 0..kills {
         let stop = Arc::new(AtomicBool::new(false));
         let port = broker.port;
+        // Odd rounds: the subscriber is connected and receiving when the broker dies.
+        let online = (kill % 2 == 1).then(|| {
+            let rx = std::mem::take(&mut rx);
+            let stop = stop.clone();
+            std::thread::spawn(move || receive_online(port, rx, stop))
+        });
         let threads: Vec<_> = publishers
             .iter()
             .zip(next)
@@ -460,6 +502,9 @@ fn run(kills: usize, name: &str) {
         };
         std::thread::sleep(Duration::from_millis(delay));
         broker.kill();
+        if let Some(t) = online {
+            rx = t.join().unwrap();
+        }
         for (i, t) in threads.into_iter().enumerate() {
             let (a, n) = t.join().unwrap();
             acked[i].extend(a);
@@ -490,6 +535,7 @@ fn run(kills: usize, name: &str) {
 
     let mut lost = 0;
     let mut report = Vec::new();
+    let dup = |who: &str| rx.duplicates.get(who).copied().unwrap_or(0);
     for (i, (who, _)) in publishers.iter().enumerate() {
         let seen: BTreeSet<u64> = rx
             .seen
@@ -503,19 +549,19 @@ fn run(kills: usize, name: &str) {
             .collect();
         lost += missing.len();
         report.push(format!(
-            "{who}: sent {}, acknowledged {}, delivered {}, acknowledged but lost {} {:?}",
+            "{who}: sent {}, acknowledged {}, delivered {}, acknowledged but lost {} {:?}, delivered twice {}",
             next[i],
             acked[i].len(),
             seen.len(),
             missing.len(),
-            &missing[..missing.len().min(10)]
+            &missing[..missing.len().min(10)],
+            dup(who)
         ));
     }
     println!(
-        "crash test {name}: seed {seed}, {kills} kills in {:.1} s; {}; duplicates {}; out of order {}",
+        "crash test {name}: seed {seed}, {kills} kills in {:.1} s; {}; out of order {}",
         started.elapsed().as_secs_f64(),
         report.join("; "),
-        rx.duplicates,
         rx.out_of_order.len()
     );
     assert!(
@@ -523,7 +569,9 @@ fn run(kills: usize, name: &str) {
         "the publishers got acknowledgements"
     );
     assert_eq!(lost, 0, "acknowledged messages lost: {report:?}");
-    assert_eq!(rx.duplicates, 0, "duplicates delivered");
+    // QoS 2 exactly once; QoS 1 at least once (a message acknowledged by the connected
+    // subscriber just before a kill may come again).
+    assert_eq!(dup("q2"), 0, "QoS 2 messages delivered twice: {report:?}");
     assert!(
         rx.out_of_order.is_empty(),
         "out of order: {:?}",

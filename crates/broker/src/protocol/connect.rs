@@ -7,6 +7,7 @@
 use super::{Accepted, Action, ConnectRequest, Connection, Phase, Will};
 use crate::message::Message;
 use crate::session::EXPIRY_NEVER;
+use crate::store::FlowChange;
 use crate::topic;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -150,6 +151,8 @@ impl Connection {
             self.identity.client_id = id.to_string();
             session.client_id = Arc::from(id.as_str());
         }
+        // Only a session that outlives the connection has in-flight state worth storing.
+        self.track_flow = session.expiry_interval != 0;
         let v5 = self.version.is_v5();
         let mut props = ConnAckProperties::default();
         if v5 {
@@ -185,6 +188,7 @@ impl Connection {
         // been delivered [MQTT-3.1.2-25] (found by the fuzzer).
         let mut resend = Vec::new();
         let mut too_large = 0;
+        let mut forgotten = Vec::new();
         let max = self.client_maximum_packet_size;
         session.outgoing.retain(|o| {
             let packet = match o.state {
@@ -207,9 +211,18 @@ impl Connection {
                 resend.push(packet);
             } else {
                 too_large += 1;
+                if o.delivery.store_seq != 0 {
+                    forgotten.push(FlowChange::Done {
+                        seq: o.delivery.store_seq,
+                        qos2_sent: o.delivery.qos == QoS::ExactlyOnce,
+                    });
+                }
             }
             fits
         });
+        for change in forgotten {
+            Connection::note_flow(&mut self.flow, self.track_flow, change);
+        }
         self.stats.dropped_too_large += too_large;
         self.transmit.extend(resend);
         self.session = Some(session);

@@ -23,6 +23,7 @@ mod tests;
 use crate::auth::{Authorizer, ClientIdentity};
 use crate::message::{Delivery, Message};
 use crate::session::{QueueLimits, SessionState, Subscription};
+use crate::store::FlowChange;
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -203,6 +204,10 @@ pub struct Connection {
     transmit: VecDeque<Packet>,
     actions: VecDeque<Action>,
     stats: ConnStats,
+    /// The session outlives the connection (expiry > 0): its in-flight changes are recorded.
+    track_flow: bool,
+    /// In-flight changes not yet taken by [`Connection::take_flow`].
+    flow: Vec<FlowChange>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -241,6 +246,8 @@ impl Connection {
             transmit: VecDeque::new(),
             actions: VecDeque::new(),
             stats: ConnStats::default(),
+            track_flow: false,
+            flow: Vec::new(),
         }
     }
 
@@ -297,6 +304,15 @@ impl Connection {
     /// Next request for the broker.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
+    }
+
+    /// In-flight changes of a persistent session since the last call, in order, for
+    /// [`crate::store::SessionStore::record_flow`]: only deliveries that carry a
+    /// [`Delivery::store_seq`] have any, and a session that ends with its connection none.
+    /// The packets queued so far must not go out before the store has made the changes that
+    /// [`FlowChange::gates_transmit`] durable.
+    pub fn take_flow(&mut self) -> Vec<FlowChange> {
+        std::mem::take(&mut self.flow)
     }
 
     /// Lets go of the capacity of every empty queue (a `Packet` is hundreds of bytes, so one
@@ -470,6 +486,13 @@ impl Connection {
         self.send_disconnect(reason);
         let will = self.will.take();
         self.finish(will, reason);
+    }
+
+    /// Records an in-flight change of a persistent session (see [`Connection::take_flow`]).
+    pub(crate) fn note_flow(flow: &mut Vec<FlowChange>, track: bool, change: FlowChange) {
+        if track {
+            flow.push(change);
+        }
     }
 
     /// Closes without sending anything (before CONNACK, or 3.x).

@@ -10,6 +10,7 @@ use super::{Action, Connection, Phase};
 use crate::auth::Access;
 use crate::message::{Delivery, Message};
 use crate::session::{Outgoing, OutgoingState};
+use crate::store::FlowChange;
 use crate::topic;
 use std::sync::Arc;
 use std::time::Instant;
@@ -107,6 +108,16 @@ impl Connection {
                     return self.fail(ReasonCode::RECEIVE_MAXIMUM_EXCEEDED);
                 }
                 session.incoming_qos2.insert(id);
+                // Recorded after the message is routed (the driver writes the routed copies
+                // first), so that a crash in between can repeat the message but never lose it.
+                Connection::note_flow(
+                    &mut self.flow,
+                    self.track_flow,
+                    FlowChange::Incoming {
+                        packet_id: id,
+                        held: true,
+                    },
+                );
                 if reason == ReasonCode::SUCCESS {
                     self.route(p, now);
                 }
@@ -157,6 +168,18 @@ impl Connection {
             return;
         };
         let known = session.incoming_qos2.remove(&r.packet_id);
+        if known {
+            // PUBCOMP waits until this is durable: a crash must not leave the identifier held,
+            // or the client's next message with it would be taken for a resend and dropped.
+            Connection::note_flow(
+                &mut self.flow,
+                self.track_flow,
+                FlowChange::Incoming {
+                    packet_id: r.packet_id,
+                    held: false,
+                },
+            );
+        }
         let reason_code = if known || !self.version.is_v5() {
             ReasonCode::SUCCESS
         } else {
@@ -194,6 +217,19 @@ impl Connection {
                 self.pump(now);
             }
             Some(o) => {
+                if o.state != OutgoingState::AwaitPubComp && o.delivery.store_seq != 0 {
+                    // PUBREL goes out once this is durable: after a crash the flow resumes
+                    // with PUBREL, not with a PUBLISH the client would take for a new message.
+                    Connection::note_flow(
+                        &mut self.flow,
+                        self.track_flow,
+                        FlowChange::Sent {
+                            seq: o.delivery.store_seq,
+                            packet_id: r.packet_id,
+                            state: OutgoingState::AwaitPubComp,
+                        },
+                    );
+                }
                 o.state = OutgoingState::AwaitPubComp;
                 self.transmit
                     .push_back(Packet::PubRel(PubRel::new(r.packet_id)));
@@ -214,17 +250,45 @@ impl Connection {
         }
     }
 
+    /// Ends the flow of an outgoing message; a stored one is forgotten by the store too.
     fn remove_outgoing(&mut self, packet_id: u16, state: OutgoingState) -> bool {
         let Some(session) = self.session.as_mut() else {
             return false;
         };
-        match session
+        let Some(i) = session
             .outgoing
             .iter()
             .position(|o| o.packet_id == packet_id && o.state == state)
-        {
-            Some(i) => session.outgoing.remove(i).is_some(),
-            None => false,
+        else {
+            return false;
+        };
+        let Some(o) = session.outgoing.remove(i) else {
+            return false;
+        };
+        if o.delivery.store_seq != 0 {
+            Connection::note_flow(
+                &mut self.flow,
+                self.track_flow,
+                FlowChange::Done {
+                    seq: o.delivery.store_seq,
+                    qos2_sent: o.delivery.qos == QoS::ExactlyOnce,
+                },
+            );
+        }
+        true
+    }
+
+    /// A stored delivery the connection drops without sending it: the store forgets it.
+    fn forget_unsent(&mut self, d: &Delivery) {
+        if d.store_seq != 0 {
+            Connection::note_flow(
+                &mut self.flow,
+                self.track_flow,
+                FlowChange::Done {
+                    seq: d.store_seq,
+                    qos2_sent: false,
+                },
+            );
         }
     }
 
@@ -245,7 +309,9 @@ impl Connection {
         while let Some(head) = self.pending.front() {
             // Expired messages are not sent [MQTT-3.3.2-5].
             if head.message.is_expired(now) {
-                self.pending.pop_front();
+                if let Some(d) = self.pending.pop_front() {
+                    self.forget_unsent(&d);
+                }
                 self.stats.dropped_expired += 1;
                 continue;
             }
@@ -255,7 +321,9 @@ impl Connection {
                 .authz
                 .authorize(&self.identity, Access::Read, &head.message.topic)
             {
-                self.pending.pop_front();
+                if let Some(d) = self.pending.pop_front() {
+                    self.forget_unsent(&d);
+                }
                 self.stats.dropped_unauthorized += 1;
                 continue;
             }
@@ -276,6 +344,7 @@ impl Connection {
                 let fits = tern_codec::encoded_len(&packet, self.version)
                     .is_ok_and(|len| len <= max as usize);
                 if !fits {
+                    self.forget_unsent(&d);
                     self.stats.dropped_too_large += 1;
                     tracing::debug!(client_id = %self.identity.client_id, topic = %d.message.topic, "message larger than the client's maximum packet size dropped");
                     continue;
@@ -295,6 +364,19 @@ impl Connection {
                 } else {
                     OutgoingState::AwaitPubRec
                 };
+                if state == OutgoingState::AwaitPubRec && d.store_seq != 0 {
+                    // The PUBLISH goes out once its packet identifier is durable: after a crash
+                    // it is resent with the same one, which a client that has it recognises.
+                    Connection::note_flow(
+                        &mut self.flow,
+                        self.track_flow,
+                        FlowChange::Sent {
+                            seq: d.store_seq,
+                            packet_id: id,
+                            state,
+                        },
+                    );
+                }
                 session.outgoing.push_back(Outgoing {
                     packet_id: id,
                     delivery: d,

@@ -77,6 +77,7 @@ fn delivery(topic: &str, qos: QoS) -> Delivery {
         qos,
         retain: false,
         subscription_ids: vec![],
+        store_seq: 0,
     }
 }
 
@@ -962,6 +963,7 @@ fn expired_message_not_delivered_and_expiry_decremented_mqtt_3_3_2_6() {
         qos: QoS::AtMostOnce,
         retain: false,
         subscription_ids: vec![3],
+        store_seq: 0,
     };
     c.deliver(d.clone(), now + Duration::from_secs(4));
     let Packet::Publish(p) = &drain(&mut c)[0] else {
@@ -984,6 +986,7 @@ fn message_larger_than_client_maximum_packet_size_dropped_mqtt_3_1_2_25() {
         qos: QoS::AtLeastOnce,
         retain: false,
         subscription_ids: vec![],
+        store_seq: 0,
     };
     c.deliver(big, now);
     c.deliver(delivery("t", QoS::AtLeastOnce), now);
@@ -1008,6 +1011,7 @@ fn v311_publish_carries_no_v5_properties() {
             qos: QoS::AtMostOnce,
             retain: false,
             subscription_ids: vec![1],
+            store_seq: 0,
         },
         now,
     );

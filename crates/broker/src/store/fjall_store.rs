@@ -14,19 +14,25 @@
 //! are dropped and counted. A store that cannot be opened at all (corrupt files, unknown format
 //! version) is renamed aside and an empty one is created: the broker always starts.
 //!
-//! It does not persist what only a live connection holds (its mailbox, and its in-flight state
-//! until it disconnects) nor pending will messages; see `docs/persistence.md`.
+//! A persistent session's deliveries are records keyed by client id and a sequence number
+//! (`queue`), whether its client is offline (queued) or connected (routed to it and not yet
+//! acknowledged); the sequence number travels with the delivery ([`Delivery::store_seq`]) and
+//! an acknowledgement deletes the record. The `inflight` keyspace holds the QoS 2 stage and
+//! packet identifier of the deliveries sent at QoS 2, and the incoming QoS 2 packet identifiers
+//! awaiting PUBREL. Recovery puts a delivery with an in-flight record back in flight, the others
+//! in the queue, in sequence order. See `docs/persistence.md`.
 
 use super::memory::MemoryRetainedStore;
-use super::{Durable, RetainedStore, SessionStore, StoredSubscriptions};
+use super::{Durable, FlowChange, RetainedStore, SessionStore, StoredSubscriptions};
 use crate::config::{Durability, StorageConfig};
 use crate::message::{Delivery, Message};
+use crate::protocol::Will;
 use crate::session::{
     EXPIRY_NEVER, Outgoing, OutgoingState, QueueLimits, QueueOutcome, SessionState, Subscription,
 };
 use bytes::BytesMut;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,6 +90,8 @@ pub struct RecoveryReport {
     pub corrupt_records: usize,
     /// Queued messages whose session record was missing, dropped.
     pub orphan_messages: usize,
+    /// Wills waiting for their Will Delay Interval, restored.
+    pub pending_wills: usize,
     /// Where an unreadable store was moved, when it was.
     pub moved_aside: Option<PathBuf>,
     /// Time the replay took.
@@ -96,11 +104,15 @@ enum Ks {
     Sessions,
     Queue,
     Retained,
+    Inflight,
+    Wills,
 }
 
 enum Op {
     Insert(Ks, Vec<u8>, Vec<u8>),
     Remove(Ks, Vec<u8>),
+    /// Every key starting with these bytes (a client's records).
+    RemovePrefix(Ks, Vec<u8>),
 }
 
 /// Writes waiting for the committer.
@@ -161,6 +173,8 @@ struct Spaces {
     sessions: Keyspace,
     queue: Keyspace,
     retained: Keyspace,
+    inflight: Keyspace,
+    wills: Keyspace,
 }
 
 impl Spaces {
@@ -177,6 +191,8 @@ impl Spaces {
             sessions: ks("sessions")?,
             queue: ks("queue")?,
             retained: ks("retained")?,
+            inflight: ks("inflight")?,
+            wills: ks("wills")?,
             db,
         })
     }
@@ -186,7 +202,28 @@ impl Spaces {
             Ks::Sessions => &self.sessions,
             Ks::Queue => &self.queue,
             Ks::Retained => &self.retained,
+            Ks::Inflight => &self.inflight,
+            Ks::Wills => &self.wills,
         }
+    }
+
+    /// Adds `ops` to `batch`, in order. A prefix removal reads the keyspace, which shows only
+    /// what is committed: the batch so far is committed first (without a sync; the journal
+    /// keeps the order, so a crash still recovers a prefix of the writes).
+    fn apply(&self, batch: &mut fjall::OwnedWriteBatch, ops: Vec<Op>) -> fjall::Result<()> {
+        for op in ops {
+            match op {
+                Op::Insert(ks, k, v) => batch.insert(self.keyspace(ks), k, v),
+                Op::Remove(ks, k) => batch.remove(self.keyspace(ks), k),
+                Op::RemovePrefix(ks, prefix) => {
+                    std::mem::replace(batch, self.db.batch()).commit()?;
+                    for item in self.keyspace(ks).prefix(&prefix) {
+                        batch.remove(self.keyspace(ks), item.key()?);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -202,22 +239,20 @@ fn committer(spaces: Spaces, commit: Arc<Commit>) {
             (std::mem::take(&mut p.ops), p.written, p.stop)
         };
         if !ops.is_empty() {
+            let ops = cancel_delivered(ops);
             let mut batch = spaces.db.batch();
-            for op in ops {
-                match op {
-                    Op::Insert(ks, k, v) => batch.insert(spaces.keyspace(ks), k, v),
-                    Op::Remove(ks, k) => batch.remove(spaces.keyspace(ks), k),
-                }
-            }
             let mode = match commit.durability {
                 Durability::Sync => Some(PersistMode::SyncData),
                 Durability::Os => Some(PersistMode::Buffer),
                 Durability::None => None,
             };
-            let result = batch.commit().and_then(|()| match mode {
-                Some(m) => spaces.db.persist(m),
-                None => Ok(()),
-            });
+            let result = spaces
+                .apply(&mut batch, ops)
+                .and_then(|()| batch.commit())
+                .and_then(|()| match mode {
+                    Some(m) => spaces.db.persist(m),
+                    None => Ok(()),
+                });
             if let Err(e) = result {
                 // Acknowledged messages would no longer be on disk: stop here, as databases do
                 // on a failed fsync, and let recovery start from what the journal holds.
@@ -238,26 +273,61 @@ fn committer(spaces: Spaces, commit: Arc<Commit>) {
     }
 }
 
+/// Drops the deliveries written and deleted within one batch: a connected subscriber
+/// acknowledged them before they reached the disk, so neither write is needed (sequence numbers
+/// are never reused, so the key did not exist before the batch). Under a steady load most
+/// deliveries to a connected persistent session end this way.
+fn cancel_delivered(ops: Vec<Op>) -> Vec<Op> {
+    let mut inserted: HashMap<&[u8], usize, crate::router::FastState> = HashMap::default();
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Insert(Ks::Queue, k, _) = op {
+            inserted.insert(k, i);
+        }
+    }
+    if inserted.is_empty() {
+        return ops;
+    }
+    let mut skip = vec![false; ops.len()];
+    for (i, op) in ops.iter().enumerate() {
+        if let Op::Remove(Ks::Queue, k) = op
+            && let Some(&at) = inserted.get(k.as_slice())
+            && at < i
+        {
+            skip[at] = true;
+            skip[i] = true;
+        }
+    }
+    drop(inserted);
+    if !skip.contains(&true) {
+        return ops;
+    }
+    ops.into_iter()
+        .zip(skip)
+        .filter_map(|(op, skip)| (!skip).then_some(op))
+        .collect()
+}
+
 /// An offline session in the mirror.
 struct Offline {
     session: SessionState,
     expires_at: Option<Instant>,
 }
 
-/// A queued message as written on disk: its key, its size, and the delivery itself (sharing the
-/// message), to recognise it when the session comes back from its connection.
-struct OnDisk {
-    seq: u64,
-    size: usize,
-    delivery: Delivery,
-}
-
-/// One client id in the mirror: its session while offline, and the keys of its queued messages
-/// on disk (kept while the client is online too, so they can be replaced when it leaves).
+/// One client id in the mirror: its session while the client is offline. The entry stays,
+/// empty, while the client is connected with a persistent session: the store then still holds
+/// records of it, which removing the session must delete.
 #[derive(Default)]
 struct Entry {
     offline: Option<Offline>,
-    disk_queue: VecDeque<OnDisk>,
+}
+
+/// Deliveries of a session that are on disk (queued and in flight), and their bytes.
+fn stored_of(s: &SessionState) -> (u64, u64) {
+    s.queue
+        .iter()
+        .chain(s.outgoing.iter().map(|o| &o.delivery))
+        .filter(|d| d.store_seq != 0)
+        .fold((0, 0), |(n, b), d| (n + 1, b + d.queued_size() as u64))
 }
 
 /// Sessions and retained messages in memory, written through to a `fjall` database.
@@ -276,6 +346,8 @@ pub struct FjallStore {
     dropped_global: AtomicU64,
     report: RecoveryReport,
     path: PathBuf,
+    /// Wills found waiting on open, until the broker takes them.
+    wills: Mutex<Vec<(Arc<str>, Will, SystemTime)>>,
 }
 
 impl std::fmt::Debug for FjallStore {
@@ -369,6 +441,7 @@ impl FjallStore {
             expired_messages = report.expired_messages,
             corrupt_records = report.corrupt_records,
             orphan_messages = report.orphan_messages,
+            pending_wills = report.pending_wills,
             elapsed_ms = report.elapsed.as_millis() as u64,
             "storage recovered"
         );
@@ -436,6 +509,7 @@ impl FjallStore {
             dropped_global: AtomicU64::new(0),
             report: RecoveryReport::default(),
             path: path.to_path_buf(),
+            wills: Mutex::new(Vec::new()),
         }
     }
 
@@ -483,7 +557,10 @@ impl FjallStore {
         let now = Instant::now();
         let wall = now_ms();
         let mut ops = Vec::new();
-        let mut sessions: HashMap<Arc<str>, Entry> = HashMap::new();
+        let mut sessions: HashMap<Arc<str>, Offline> = HashMap::new();
+        // Sessions whose record still holds in-flight state (written before the `inflight`
+        // keyspace): moved to their own records below.
+        let mut migrate: Vec<Arc<str>> = Vec::new();
         for item in spaces.sessions.iter() {
             let (k, v) = match item.into_inner() {
                 Ok(kv) => kv,
@@ -501,23 +578,58 @@ impl FjallStore {
             let client_id: Arc<str> = Arc::from(client_id);
             match decode_session(client_id.clone(), &v, now, wall) {
                 Ok(Some(off)) => {
-                    sessions.insert(
-                        client_id,
-                        Entry {
-                            offline: Some(off),
-                            disk_queue: VecDeque::new(),
-                        },
-                    );
+                    if !off.session.outgoing.is_empty() || !off.session.incoming_qos2.is_empty() {
+                        migrate.push(client_id.clone());
+                    }
+                    sessions.insert(client_id, off);
                 }
                 Ok(None) => {
                     r.expired_sessions += 1;
                     ops.push(Op::Remove(Ks::Sessions, k.to_vec()));
-                    // Tombstone: its queued messages are deleted below as orphans.
+                    // Its queued messages and in-flight records are deleted below as orphans.
                 }
                 Err(e) => {
                     tracing::warn!(client_id = %client_id, error = %e, "storage: session record dropped");
                     r.corrupt_records += 1;
                     ops.push(Op::Remove(Ks::Sessions, k.to_vec()));
+                }
+            }
+        }
+        // In-flight records: per client, the stage of deliveries sent at QoS 2 (by sequence
+        // number) and the incoming QoS 2 identifiers held.
+        let mut sent: HashMap<Arc<str>, HashMap<u64, (u16, OutgoingState)>> = HashMap::new();
+        for item in spaces.inflight.iter() {
+            let (k, v) = match item.into_inner() {
+                Ok(kv) => kv,
+                Err(e) => {
+                    tracing::warn!(error = %e, "storage: in-flight records unreadable past this point");
+                    r.corrupt_records += 1;
+                    break;
+                }
+            };
+            let Some((id, kind, n)) = parse_flow_key(&k) else {
+                r.corrupt_records += 1;
+                ops.push(Op::Remove(Ks::Inflight, k.to_vec()));
+                continue;
+            };
+            let Some(client_id) = sessions.get_key_value(id).map(|(i, _)| i.clone()) else {
+                // Its session is gone.
+                ops.push(Op::Remove(Ks::Inflight, k.to_vec()));
+                continue;
+            };
+            match (kind, decode_flow_value(kind, &v)) {
+                (FLOW_OUT, Ok(Some(stage))) => {
+                    sent.entry(client_id).or_default().insert(n, stage);
+                }
+                (FLOW_IN, Ok(_)) => {
+                    if let (Some(off), Ok(pid)) = (sessions.get_mut(&client_id), u16::try_from(n)) {
+                        off.session.incoming_qos2.insert(pid);
+                    }
+                }
+                (_, Ok(_)) | (_, Err(_)) => {
+                    tracing::warn!(client_id = %client_id, "storage: in-flight record dropped");
+                    r.corrupt_records += 1;
+                    ops.push(Op::Remove(Ks::Inflight, k.to_vec()));
                 }
             }
         }
@@ -537,35 +649,51 @@ impl FjallStore {
                 continue;
             };
             max_seq = max_seq.max(seq);
-            let Some(entry) = sessions.get_mut(client_id) else {
+            let Some(off) = sessions.get_mut(client_id) else {
                 r.orphan_messages += 1;
                 ops.push(Op::Remove(Ks::Queue, k.to_vec()));
                 continue;
             };
-            let Some(off) = entry.offline.as_mut() else {
-                continue;
-            };
+            let stage = sent.get_mut(client_id).and_then(|m| m.remove(&seq));
             match decode_delivery(&mut Reader::new(&v), now, wall) {
-                Ok(Some(d)) => {
-                    let size = d.queued_size();
-                    off.session.queue_bytes += size;
-                    entry.disk_queue.push_back(OnDisk {
-                        seq,
-                        size,
-                        delivery: d.clone(),
-                    });
-                    off.session.queue.push_back(d);
+                Ok(Some(mut d)) => {
+                    d.store_seq = seq;
+                    match stage {
+                        // Sent at QoS 2 before the crash: resent with its packet identifier,
+                        // or its PUBREL is.
+                        Some((packet_id, state)) => off.session.outgoing.push_back(Outgoing {
+                            packet_id,
+                            delivery: d,
+                            state,
+                        }),
+                        None => {
+                            off.session.queue_bytes += d.queued_size();
+                            off.session.queue.push_back(d);
+                        }
+                    }
                     r.queued_messages += 1;
                 }
                 Ok(None) => {
                     r.expired_messages += 1;
                     ops.push(Op::Remove(Ks::Queue, k.to_vec()));
+                    if stage.is_some() {
+                        ops.push(Op::Remove(Ks::Inflight, flow_key(client_id, FLOW_OUT, seq)));
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(client_id, seq, error = %e, "storage: queued message dropped");
                     r.corrupt_records += 1;
                     ops.push(Op::Remove(Ks::Queue, k.to_vec()));
+                    if stage.is_some() {
+                        ops.push(Op::Remove(Ks::Inflight, flow_key(client_id, FLOW_OUT, seq)));
+                    }
                 }
+            }
+        }
+        // Stages whose message is gone (delivered, or dropped above).
+        for (id, left) in sent {
+            for seq in left.into_keys() {
+                ops.push(Op::Remove(Ks::Inflight, flow_key(&id, FLOW_OUT, seq)));
             }
         }
         for item in spaces.retained.iter() {
@@ -593,14 +721,57 @@ impl FjallStore {
                 }
             }
         }
+        let mut wills = Vec::new();
+        for item in spaces.wills.iter() {
+            let (k, v) = match item.into_inner() {
+                Ok(kv) => kv,
+                Err(e) => {
+                    tracing::warn!(error = %e, "storage: wills unreadable past this point");
+                    r.corrupt_records += 1;
+                    break;
+                }
+            };
+            let client_id = std::str::from_utf8(&k).ok().map(Arc::<str>::from);
+            match (client_id, decode_will(&v, now, wall)) {
+                (Some(id), Ok((will, due))) => wills.push((id, will, due)),
+                (_, _) => {
+                    tracing::warn!("storage: pending will dropped");
+                    r.corrupt_records += 1;
+                    ops.push(Op::Remove(Ks::Wills, k.to_vec()));
+                }
+            }
+        }
+        r.pending_wills = wills.len();
+        *lock(&self.wills) = wills;
+        // Records of the first format kept the in-flight state inside the session record:
+        // it gets records of its own (after the queue, in its order), and the session record
+        // is rewritten without it.
+        for id in migrate {
+            let Some(off) = sessions.get_mut(&id) else {
+                continue;
+            };
+            let (migrated, next) = migrate_inflight(&id, &mut off.session, max_seq + 1, now, wall);
+            max_seq = next - 1;
+            ops.extend(migrated);
+            ops.push(Op::Insert(
+                Ks::Sessions,
+                id.as_bytes().to_vec(),
+                encode_session(
+                    &off.session,
+                    false,
+                    session_ms(off.expires_at, &off.session, now, wall),
+                ),
+            ));
+        }
         r.sessions = sessions.len();
         let (mut count, mut bytes) = (0u64, 0u64);
-        for (id, entry) in sessions {
-            count += entry.disk_queue.len() as u64;
-            bytes += entry.disk_queue.iter().map(|d| d.size as u64).sum::<u64>();
+        for (id, off) in sessions {
+            let (n, b) = stored_of(&off.session);
+            count += n;
+            bytes += b;
             let i = self.shard_index(&id);
             if let Some(shard) = self.shards.get(i) {
-                lock(shard).insert(id, entry);
+                lock(shard).insert(id, Entry { offline: Some(off) });
             }
         }
         self.stored_messages.store(count, Ordering::Relaxed);
@@ -608,14 +779,9 @@ impl FjallStore {
         self.next_seq.store(max_seq + 1, Ordering::Relaxed);
         if !ops.is_empty() {
             let mut batch = spaces.db.batch();
-            for op in ops {
-                match op {
-                    Op::Insert(ks, k, v) => batch.insert(spaces.keyspace(ks), k, v),
-                    Op::Remove(ks, k) => batch.remove(spaces.keyspace(ks), k),
-                }
-            }
-            if let Err(e) = batch
-                .commit()
+            if let Err(e) = spaces
+                .apply(&mut batch, ops)
+                .and_then(|()| batch.commit())
                 .and_then(|()| spaces.db.persist(PersistMode::SyncData))
             {
                 tracing::warn!(error = %e, "storage: could not delete dropped records");
@@ -672,19 +838,20 @@ impl FjallStore {
         Some(f(&mut m))
     }
 
-    fn forget_disk_queue(&self, client_id: &str, entry: &mut Entry, ops: &mut Vec<Op>) {
-        for OnDisk { seq, size, .. } in entry.disk_queue.drain(..) {
-            ops.push(Op::Remove(Ks::Queue, queue_key(client_id, seq)));
-            self.stored_messages.fetch_sub(1, Ordering::Relaxed);
-            self.stored_bytes.fetch_sub(size as u64, Ordering::Relaxed);
-        }
-    }
-
+    /// Removes a client's entry and every record of it (session, deliveries, in-flight).
     fn remove_entry(&self, m: &mut HashMap<Arc<str>, Entry>, client_id: &str) -> Option<Offline> {
-        let mut entry = m.remove(client_id)?;
-        let mut ops = vec![Op::Remove(Ks::Sessions, client_id.as_bytes().to_vec())];
-        self.forget_disk_queue(client_id, &mut entry, &mut ops);
-        self.commit.append(ops);
+        let entry = m.remove(client_id)?;
+        if let Some(off) = &entry.offline {
+            let (n, b) = stored_of(&off.session);
+            self.stored_messages.fetch_sub(n, Ordering::Relaxed);
+            self.stored_bytes.fetch_sub(b, Ordering::Relaxed);
+        }
+        let prefix = client_prefix(client_id);
+        self.commit.append([
+            Op::Remove(Ks::Sessions, client_id.as_bytes().to_vec()),
+            Op::RemovePrefix(Ks::Queue, prefix.clone()),
+            Op::RemovePrefix(Ks::Inflight, prefix),
+        ]);
         entry.offline
     }
 }
@@ -719,33 +886,6 @@ impl std::fmt::Display for OpenFailure {
     }
 }
 
-fn same_delivery(a: &Delivery, b: &Delivery) -> bool {
-    Arc::ptr_eq(&a.message, &b.message)
-        && a.qos == b.qos
-        && a.retain == b.retain
-        && a.subscription_ids == b.subscription_ids
-}
-
-/// Takes out of `disk` the run of entries that `queue` starts with, in order; what is left in
-/// `disk` is to be deleted.
-fn keep_run(disk: &mut VecDeque<OnDisk>, queue: &VecDeque<Delivery>) -> VecDeque<OnDisk> {
-    let Some(first) = queue.front() else {
-        return VecDeque::new();
-    };
-    let Some(start) = disk.iter().position(|o| same_delivery(&o.delivery, first)) else {
-        return VecDeque::new();
-    };
-    let run = disk
-        .iter()
-        .skip(start)
-        .zip(queue.iter())
-        .take_while(|(o, d)| same_delivery(&o.delivery, d))
-        .count();
-    let mut kept: VecDeque<OnDisk> = disk.drain(start..start + run).collect();
-    kept.shrink_to_fit();
-    kept
-}
-
 fn aside_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
@@ -764,9 +904,12 @@ impl SessionStore for FjallStore {
         self.with_shard(client_id, |m| {
             let entry = m.get_mut(client_id)?;
             let off = entry.offline.take()?;
+            let (n, b) = stored_of(&off.session);
+            self.stored_messages.fetch_sub(n, Ordering::Relaxed);
+            self.stored_bytes.fetch_sub(b, Ordering::Relaxed);
             // Marked online: if the broker dies while the client is connected, recovery counts
-            // the session's expiry from the restart. Its queued messages stay on disk until
-            // the client hands the session back.
+            // the session's expiry from the restart. Its deliveries stay on disk until the
+            // client acknowledges them.
             let record = encode_session(&off.session, true, now_ms());
             self.commit.append([Op::Insert(
                 Ks::Sessions,
@@ -778,37 +921,56 @@ impl SessionStore for FjallStore {
         .flatten()
     }
 
-    fn put(&self, session: SessionState, disconnected_at: Instant) {
+    fn put(&self, mut session: SessionState, disconnected_at: Instant) {
         let expires_at = (session.expiry_interval != EXPIRY_NEVER)
             .then(|| disconnected_at + Duration::from_secs(u64::from(session.expiry_interval)));
         let id = session.client_id.clone();
         self.with_shard(&id, |m| {
             let entry = m.entry(id.clone()).or_default();
             let mut ops = Vec::new();
-            // The messages still queued from before the connection are a run of those on disk
-            // (the delivered ones were taken from its front): they stay where they are, only
-            // the others are deleted and the new ones written, after them.
-            let kept = keep_run(&mut entry.disk_queue, &session.queue);
-            self.forget_disk_queue(&id, entry, &mut ops);
-            entry.disk_queue = kept;
             let now = Instant::now();
             let wall = now_ms();
-            for d in session.queue.iter().skip(entry.disk_queue.len()) {
-                let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                let size = d.queued_size();
-                ops.push(Op::Insert(
-                    Ks::Queue,
-                    queue_key(&id, seq),
-                    encode_delivery(d, now, wall),
-                ));
-                entry.disk_queue.push_back(OnDisk {
-                    seq,
-                    size,
-                    delivery: d.clone(),
-                });
-                self.stored_messages.fetch_add(1, Ordering::Relaxed);
-                self.stored_bytes.fetch_add(size as u64, Ordering::Relaxed);
+            // What was routed to it while connected is on disk already (QoS 1/2, with its
+            // sequence number); the rest (QoS 0 left in its mailbox, deliveries of a store-less
+            // path) is written now, after it.
+            for o in session.outgoing.iter_mut() {
+                if o.delivery.store_seq == 0 {
+                    let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                    o.delivery.store_seq = seq;
+                    ops.push(Op::Insert(
+                        Ks::Queue,
+                        queue_key(&id, seq),
+                        encode_delivery(&o.delivery, now, wall),
+                    ));
+                    if o.delivery.qos == QoS::ExactlyOnce {
+                        ops.push(Op::Insert(
+                            Ks::Inflight,
+                            flow_key(&id, FLOW_OUT, seq),
+                            encode_flow_out(o.packet_id, o.state),
+                        ));
+                    }
+                }
             }
+            for d in session.queue.iter_mut() {
+                if d.store_seq == 0 {
+                    let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                    d.store_seq = seq;
+                    ops.push(Op::Insert(
+                        Ks::Queue,
+                        queue_key(&id, seq),
+                        encode_delivery(d, now, wall),
+                    ));
+                }
+            }
+            if let Some(old) = &entry.offline {
+                // Replaced without having been taken: its messages are counted once.
+                let (n, b) = stored_of(&old.session);
+                self.stored_messages.fetch_sub(n, Ordering::Relaxed);
+                self.stored_bytes.fetch_sub(b, Ordering::Relaxed);
+            }
+            let (n, b) = stored_of(&session);
+            self.stored_messages.fetch_add(n, Ordering::Relaxed);
+            self.stored_bytes.fetch_add(b, Ordering::Relaxed);
             let since = Instant::now().saturating_duration_since(disconnected_at);
             let at_ms = wall.saturating_sub(u64::try_from(since.as_millis()).unwrap_or(0));
             ops.push(Op::Insert(
@@ -832,10 +994,7 @@ impl SessionStore for FjallStore {
 
     fn enqueue(&self, client_id: &str, delivery: Delivery, limits: &QueueLimits) -> QueueOutcome {
         self.with_shard(client_id, |m| {
-            let Some(entry) = m.get_mut(client_id) else {
-                return QueueOutcome::NoSession;
-            };
-            let Some(off) = entry.offline.as_mut() else {
+            let Some(off) = m.get_mut(client_id).and_then(|e| e.offline.as_mut()) else {
                 return QueueOutcome::NoSession;
             };
             let size = delivery.queued_size();
@@ -852,19 +1011,15 @@ impl SessionStore for FjallStore {
             }
             let outcome = off.session.enqueue(delivery, limits, true);
             let queued = match outcome {
-                QueueOutcome::Queued => off.session.queue.back(),
+                QueueOutcome::Queued => off.session.queue.back_mut(),
                 _ => None,
             };
             if let Some(d) = queued {
                 let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                d.store_seq = seq;
                 let value = encode_delivery(d, Instant::now(), now_ms());
                 self.commit
                     .append([Op::Insert(Ks::Queue, queue_key(client_id, seq), value)]);
-                entry.disk_queue.push_back(OnDisk {
-                    seq,
-                    size,
-                    delivery: d.clone(),
-                });
                 self.stored_messages.fetch_add(1, Ordering::Relaxed);
                 self.stored_bytes.fetch_add(size as u64, Ordering::Relaxed);
             }
@@ -949,6 +1104,63 @@ impl SessionStore for FjallStore {
         });
     }
 
+    fn persist_delivery(&self, client_id: &str, delivery: &mut Delivery) {
+        if delivery.qos == QoS::AtMostOnce {
+            return;
+        }
+        // No lock of the mirror: the caller holds the client's registry entry, which orders
+        // this before the client can acknowledge the delivery or hand its session back.
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        delivery.store_seq = seq;
+        let value = encode_delivery(delivery, Instant::now(), now_ms());
+        self.commit
+            .append([Op::Insert(Ks::Queue, queue_key(client_id, seq), value)]);
+    }
+
+    fn save_will(&self, client_id: &str, will: Option<(&Will, SystemTime)>) {
+        let key = client_id.as_bytes().to_vec();
+        self.commit.append([match will {
+            Some((w, due)) => Op::Insert(Ks::Wills, key, encode_will(w, due)),
+            None => Op::Remove(Ks::Wills, key),
+        }]);
+    }
+
+    fn take_pending_wills(&self) -> Vec<(Arc<str>, Will, SystemTime)> {
+        std::mem::take(&mut *lock(&self.wills))
+    }
+
+    fn record_flow(&self, client_id: &str, changes: &[FlowChange]) {
+        let mut ops = Vec::with_capacity(changes.len());
+        for c in changes {
+            match *c {
+                FlowChange::Sent {
+                    seq,
+                    packet_id,
+                    state,
+                } => ops.push(Op::Insert(
+                    Ks::Inflight,
+                    flow_key(client_id, FLOW_OUT, seq),
+                    encode_flow_out(packet_id, state),
+                )),
+                FlowChange::Done { seq, qos2_sent } => {
+                    ops.push(Op::Remove(Ks::Queue, queue_key(client_id, seq)));
+                    if qos2_sent {
+                        ops.push(Op::Remove(Ks::Inflight, flow_key(client_id, FLOW_OUT, seq)));
+                    }
+                }
+                FlowChange::Incoming { packet_id, held } => {
+                    let key = flow_key(client_id, FLOW_IN, u64::from(packet_id));
+                    ops.push(if held {
+                        Op::Insert(Ks::Inflight, key, vec![RECORD_VERSION])
+                    } else {
+                        Op::Remove(Ks::Inflight, key)
+                    });
+                }
+            }
+        }
+        self.commit.append(ops);
+    }
+
     fn durable(&self) -> Durable {
         self.commit.ticket()
     }
@@ -993,14 +1205,180 @@ impl RetainedStore for FjallStore {
 
 const RECORD_VERSION: u8 = 1;
 
-fn queue_key(client_id: &str, seq: u64) -> Vec<u8> {
+/// The start of every `queue` and `inflight` key of a client: its id with a u16 length.
+fn client_prefix(client_id: &str) -> Vec<u8> {
     let id = client_id.as_bytes();
-    let mut k = Vec::with_capacity(2 + id.len() + 8);
+    let mut k = Vec::with_capacity(2 + id.len() + 9);
     let len = u16::try_from(id.len()).unwrap_or(u16::MAX);
     k.extend_from_slice(&len.to_be_bytes());
     k.extend_from_slice(id.get(..usize::from(len)).unwrap_or(id));
+    k
+}
+
+fn queue_key(client_id: &str, seq: u64) -> Vec<u8> {
+    let mut k = client_prefix(client_id);
     k.extend_from_slice(&seq.to_be_bytes());
     k
+}
+
+/// `inflight` record of a delivery sent at QoS 2, keyed by its sequence number; value: packet
+/// identifier and stage.
+const FLOW_OUT: u8 = 0;
+/// `inflight` record of an incoming QoS 2 packet identifier held until PUBREL; empty value.
+const FLOW_IN: u8 = 1;
+
+fn flow_key(client_id: &str, kind: u8, n: u64) -> Vec<u8> {
+    let mut k = client_prefix(client_id);
+    k.push(kind);
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn parse_flow_key(k: &[u8]) -> Option<(&str, u8, u64)> {
+    let len = usize::from(u16::from_be_bytes(k.get(..2)?.try_into().ok()?));
+    let id = std::str::from_utf8(k.get(2..2 + len)?).ok()?;
+    let kind = *k.get(2 + len)?;
+    let n = u64::from_be_bytes(k.get(3 + len..)?.try_into().ok()?);
+    Some((id, kind, n))
+}
+
+fn state_byte(s: OutgoingState) -> u8 {
+    match s {
+        OutgoingState::AwaitPubAck => 0,
+        OutgoingState::AwaitPubRec => 1,
+        OutgoingState::AwaitPubComp => 2,
+    }
+}
+
+fn state_from_byte(b: u8) -> Result<OutgoingState, DecodeError> {
+    match b {
+        0 => Ok(OutgoingState::AwaitPubAck),
+        1 => Ok(OutgoingState::AwaitPubRec),
+        2 => Ok(OutgoingState::AwaitPubComp),
+        _ => Err(DecodeError::Invalid("in-flight state")),
+    }
+}
+
+fn encode_flow_out(packet_id: u16, state: OutgoingState) -> Vec<u8> {
+    let mut v = vec![RECORD_VERSION];
+    v.extend_from_slice(&packet_id.to_be_bytes());
+    v.push(state_byte(state));
+    v
+}
+
+/// The stage of an outgoing record; `None` for an incoming one (no value to read).
+fn decode_flow_value(kind: u8, v: &[u8]) -> Result<Option<(u16, OutgoingState)>, DecodeError> {
+    let mut r = Reader::new(v);
+    match r.u8()? {
+        RECORD_VERSION => {}
+        v => return Err(DecodeError::Version(v)),
+    }
+    let out = match kind {
+        FLOW_OUT => {
+            let packet_id = r.u16()?;
+            Some((packet_id, state_from_byte(r.u8()?)?))
+        }
+        FLOW_IN => None,
+        _ => return Err(DecodeError::Invalid("in-flight record kind")),
+    };
+    if !r.buf.is_empty() {
+        return Err(DecodeError::Invalid("trailing bytes"));
+    }
+    Ok(out)
+}
+
+/// A will waiting for its delay: when it is due (wall clock), its delay and message expiry
+/// intervals, and the message.
+fn encode_will(w: &Will, due: SystemTime) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + w.message.payload.len());
+    out.push(RECORD_VERSION);
+    out.extend_from_slice(&unix_ms(due).to_be_bytes());
+    out.extend_from_slice(&w.delay_interval.to_be_bytes());
+    match w.message_expiry_interval {
+        Some(e) => {
+            out.push(1);
+            out.extend_from_slice(&e.to_be_bytes());
+        }
+        None => out.push(0),
+    }
+    encode_message_into(&mut out, &w.message, Instant::now(), now_ms());
+    out
+}
+
+fn decode_will(v: &[u8], now: Instant, wall: u64) -> Result<(Will, SystemTime), DecodeError> {
+    let mut r = Reader::new(v);
+    match r.u8()? {
+        RECORD_VERSION => {}
+        v => return Err(DecodeError::Version(v)),
+    }
+    let due = UNIX_EPOCH + Duration::from_millis(r.u64()?);
+    let delay_interval = r.u32()?;
+    let message_expiry_interval = match r.u8()? {
+        0 => None,
+        1 => Some(r.u32()?),
+        _ => return Err(DecodeError::Invalid("will expiry flag")),
+    };
+    // A will message has no deadline of its own until it is published.
+    let message = decode_message_body(&mut r, now, wall)?.ok_or(DecodeError::Invalid("will"))?;
+    if !r.buf.is_empty() {
+        return Err(DecodeError::Invalid("trailing bytes"));
+    }
+    Ok((
+        Will {
+            message,
+            delay_interval,
+            message_expiry_interval,
+        },
+        due,
+    ))
+}
+
+/// Wall-clock time of disconnection to write for an offline session so that it expires at
+/// `expires_at`.
+fn session_ms(expires_at: Option<Instant>, s: &SessionState, now: Instant, wall: u64) -> u64 {
+    match expires_at {
+        Some(t) if s.expiry_interval != EXPIRY_NEVER => {
+            deadline_to_ms(Some(t), now, wall).saturating_sub(u64::from(s.expiry_interval) * 1000)
+        }
+        _ => wall,
+    }
+}
+
+/// Gives the in-flight state a session record of the first layout held (outgoing messages,
+/// incoming QoS 2 identifiers) records of its own, with sequence numbers from `next`; returns
+/// the writes and the next free sequence number.
+fn migrate_inflight(
+    client_id: &str,
+    s: &mut SessionState,
+    mut next: u64,
+    now: Instant,
+    wall: u64,
+) -> (Vec<Op>, u64) {
+    let mut ops = Vec::new();
+    for o in s.outgoing.iter_mut().filter(|o| o.delivery.store_seq == 0) {
+        o.delivery.store_seq = next;
+        ops.push(Op::Insert(
+            Ks::Queue,
+            queue_key(client_id, next),
+            encode_delivery(&o.delivery, now, wall),
+        ));
+        if o.delivery.qos == QoS::ExactlyOnce {
+            ops.push(Op::Insert(
+                Ks::Inflight,
+                flow_key(client_id, FLOW_OUT, next),
+                encode_flow_out(o.packet_id, o.state),
+            ));
+        }
+        next += 1;
+    }
+    for id in &s.incoming_qos2 {
+        ops.push(Op::Insert(
+            Ks::Inflight,
+            flow_key(client_id, FLOW_IN, u64::from(*id)),
+            vec![RECORD_VERSION],
+        ));
+    }
+    (ops, next)
 }
 
 fn parse_queue_key(k: &[u8]) -> Option<(&str, u64)> {
@@ -1190,6 +1568,7 @@ fn decode_delivery_body(
         qos,
         retain,
         subscription_ids,
+        store_seq: 0,
     }))
 }
 
@@ -1225,8 +1604,20 @@ fn options_from_byte(b: u8) -> Result<SubscriptionOptions, DecodeError> {
     })
 }
 
-/// A session record: everything but the queue, which has one record per message.
+/// A session record: everything but its deliveries and in-flight state, which have records of
+/// their own (the two lists the layout has room for are written empty).
 fn encode_session(s: &SessionState, online: bool, disconnected_at_ms: u64) -> Vec<u8> {
+    encode_session_with(s, online, disconnected_at_ms, false)
+}
+
+/// [`encode_session`], with the in-flight lists filled when `inflight` (as the first writer
+/// did; kept to test that such records are still read).
+fn encode_session_with(
+    s: &SessionState,
+    online: bool,
+    disconnected_at_ms: u64,
+    inflight: bool,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.push(RECORD_VERSION);
     out.push(u8::from(online));
@@ -1247,6 +1638,11 @@ fn encode_session(s: &SessionState, online: bool, disconnected_at_ms: u64) -> Ve
             None => out.push(0),
         }
     }
+    if !inflight {
+        out.extend_from_slice(&len(0));
+        out.extend_from_slice(&len(0));
+        return out;
+    }
     out.extend_from_slice(&len(s.incoming_qos2.len()));
     for id in &s.incoming_qos2 {
         out.extend_from_slice(&id.to_be_bytes());
@@ -1255,11 +1651,7 @@ fn encode_session(s: &SessionState, online: bool, disconnected_at_ms: u64) -> Ve
     let (now, wall) = (Instant::now(), now_ms());
     for o in &s.outgoing {
         out.extend_from_slice(&o.packet_id.to_be_bytes());
-        out.push(match o.state {
-            OutgoingState::AwaitPubAck => 0,
-            OutgoingState::AwaitPubRec => 1,
-            OutgoingState::AwaitPubComp => 2,
-        });
+        out.push(state_byte(o.state));
         encode_delivery_into(&mut out, &o.delivery, now, wall);
     }
     out
@@ -1301,12 +1693,7 @@ fn decode_session(
     let n = r.count(3)?;
     for _ in 0..n {
         let packet_id = r.u16()?;
-        let state = match r.u8()? {
-            0 => OutgoingState::AwaitPubAck,
-            1 => OutgoingState::AwaitPubRec,
-            2 => OutgoingState::AwaitPubComp,
-            _ => return Err(DecodeError::Invalid("in-flight state")),
-        };
+        let state = state_from_byte(r.u8()?)?;
         // A message that expired while the broker was down is dropped from the flow; the
         // client's late acknowledgement of it is then ignored.
         if let Some(delivery) = decode_delivery_body(&mut r, now, wall)? {
@@ -1350,6 +1737,7 @@ mod tests {
             qos,
             retain: false,
             subscription_ids: vec![7, 9],
+            store_seq: 0,
         }
     }
 
@@ -1400,7 +1788,7 @@ mod tests {
         });
         s.last_packet_id = 3;
         let wall = now_ms();
-        let rec = encode_session(&s, false, wall);
+        let rec = encode_session_with(&s, false, wall, true);
         let back = decode_session("c".into(), &rec, Instant::now(), wall)
             .unwrap()
             .unwrap();
@@ -1433,6 +1821,88 @@ mod tests {
         for cut in 0..s.len() {
             assert!(decode_session("c".into(), &s[..cut], now, wall).is_err());
         }
+    }
+
+    #[tokio::test]
+    async fn old_session_records_with_inflight_state_are_migrated() {
+        let dir = std::env::temp_dir().join(format!("tern-migrate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = StorageConfig {
+            data_dir: dir.clone(),
+            ..StorageConfig::default()
+        };
+        // A session record as the first writer made it: in-flight state inside.
+        let mut s = SessionState::new("c".into(), EXPIRY_NEVER);
+        s.outgoing.push_back(Outgoing {
+            packet_id: 3,
+            delivery: delivery("t", "two", QoS::ExactlyOnce),
+            state: OutgoingState::AwaitPubComp,
+        });
+        s.outgoing.push_back(Outgoing {
+            packet_id: 4,
+            delivery: delivery("t", "one", QoS::AtLeastOnce),
+            state: OutgoingState::AwaitPubAck,
+        });
+        s.incoming_qos2.insert(5);
+        let store = FjallStore::open(&config).unwrap();
+        let record = encode_session_with(&s, false, now_ms(), true);
+        store
+            .commit
+            .append([Op::Insert(Ks::Sessions, b"c".to_vec(), record)]);
+        assert!(SessionStore::durable(&*store).wait().await);
+        store.close();
+        drop(store);
+        // Opened: the state is there, and moved to records of its own.
+        let store = FjallStore::open(&config).unwrap();
+        let got = store.take("c").unwrap();
+        assert_eq!(got.outgoing.len(), 2);
+        assert!(got.outgoing.iter().all(|o| o.delivery.store_seq != 0));
+        store.put(got, Instant::now());
+        store.close();
+        drop(store);
+        // Opened again, from the new records only.
+        let store = FjallStore::open(&config).unwrap();
+        assert_eq!(store.recovery_report().corrupt_records, 0);
+        let got = store.take("c").unwrap();
+        let outgoing: Vec<_> = got
+            .outgoing
+            .iter()
+            .map(|o| (o.packet_id, o.state))
+            .collect();
+        assert_eq!(outgoing, [(3, OutgoingState::AwaitPubComp)]);
+        let queued: Vec<_> = got
+            .queue
+            .iter()
+            .map(|d| d.message.payload.clone())
+            .collect();
+        assert_eq!(
+            queued,
+            [bytes::Bytes::from("one")],
+            "QoS 1 in flight comes back queued"
+        );
+        assert_eq!(got.incoming_qos2.iter().copied().collect::<Vec<_>>(), [5]);
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn cancelled_pairs_leave_the_other_writes() {
+        let ops = vec![
+            Op::Insert(Ks::Queue, queue_key("c", 1), vec![1]),
+            Op::Insert(Ks::Queue, queue_key("c", 2), vec![2]),
+            Op::Remove(Ks::Queue, queue_key("c", 1)),
+            Op::Remove(Ks::Queue, queue_key("c", 0)),
+        ];
+        let left = cancel_delivered(ops);
+        let keys: Vec<_> = left
+            .iter()
+            .map(|op| match op {
+                Op::Insert(_, k, _) => ("insert", parse_queue_key(k).unwrap().1),
+                Op::Remove(_, k) => ("remove", parse_queue_key(k).unwrap().1),
+                Op::RemovePrefix(..) => ("prefix", 0),
+            })
+            .collect();
+        assert_eq!(keys, [("insert", 2), ("remove", 0)]);
     }
 
     #[test]

@@ -203,6 +203,7 @@ impl Harness {
                 qos,
                 retain: arg & 0x10 != 0,
                 subscription_ids: if arg & 1 != 0 { vec![7] } else { vec![] },
+                store_seq: 0,
             },
             self.now,
         );
@@ -282,6 +283,7 @@ impl Harness {
                                 qos,
                                 retain: false,
                                 subscription_ids: vec![],
+                                store_seq: 0,
                             },
                             self.now,
                         );
@@ -329,6 +331,7 @@ fn delivery(topic: &str, qos: QoS) -> Delivery {
         qos,
         retain: false,
         subscription_ids: vec![],
+        store_seq: 0,
     }
 }
 

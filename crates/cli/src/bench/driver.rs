@@ -176,8 +176,10 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects, sends CONNECT (clean start) and waits for a successful CONNACK.
-    pub async fn open(ep: &Endpoint, client_id: &str) -> anyhow::Result<Conn> {
+    /// Connects, sends CONNECT (clean start) and waits for a successful CONNACK. With
+    /// `persistent`, the session outlives the connection: MQTT 3.x clean session 0, MQTT 5
+    /// clean start with a Session Expiry Interval of one hour.
+    pub async fn open(ep: &Endpoint, client_id: &str, persistent: bool) -> anyhow::Result<Conn> {
         let stream = match &ep.tunnel {
             None => {
                 let tcp = TcpStream::connect(ep.addr)
@@ -195,15 +197,20 @@ impl Conn {
             version: ep.version,
             receive_maximum: u16::MAX,
         };
+        let v5 = ep.version == ProtocolVersion::V5;
+        let mut properties = ConnectProperties::default();
+        if persistent && v5 {
+            properties.session_expiry_interval = Some(3600);
+        }
         let connect = Connect {
             protocol: ep.version,
-            clean_start: true,
+            clean_start: !persistent || v5,
             keep_alive: ep.keep_alive,
             client_id: ByteStr::from(client_id),
             will: None,
             username: None,
             password: None,
-            properties: ConnectProperties::default(),
+            properties,
         };
         conn.encode(&Packet::Connect(Box::new(connect)))?;
         conn.flush().await?;

@@ -95,6 +95,8 @@ pub struct MsgOpts {
     /// Messages per second each subscriber reads at most (a slow consumer); `None`: as fast as
     /// they come.
     pub sub_rate: Option<f64>,
+    /// Subscribers keep a persistent session.
+    pub persistent: bool,
 }
 
 /// What one publisher did.
@@ -150,7 +152,7 @@ pub async fn open_all(
     net: &NetOpts,
     n: usize,
     name: impl Fn(usize) -> String,
-    filters: Option<(&[String], QoS)>,
+    filters: Option<(&[String], QoS, bool)>,
     counters: &Arc<Counters>,
     progress: &mut Progress,
 ) -> anyhow::Result<Opened> {
@@ -160,7 +162,7 @@ pub async fn open_all(
     for i in 0..n {
         let ep = net.endpoint.clone();
         let id = name(i);
-        let filter = filters.and_then(|(f, q)| f.get(i).map(|f| (f.clone(), q)));
+        let filter = filters.and_then(|(f, q, p)| f.get(i).map(|f| (f.clone(), q, p)));
         let limit = limit.clone();
         let counters = counters.clone();
         let at = net
@@ -173,8 +175,9 @@ pub async fn open_all(
             let _permit = limit.acquire_owned().await;
             let t0 = Instant::now();
             let result = async {
-                let mut conn = Conn::open(&ep, &id).await?;
-                if let Some((filter, qos)) = filter {
+                let persistent = filter.as_ref().is_some_and(|(_, _, p)| *p);
+                let mut conn = Conn::open(&ep, &id, persistent).await?;
+                if let Some((filter, qos, _)) = filter {
                     conn.subscribe(&filter, qos).await?;
                 }
                 anyhow::Ok(conn)
@@ -276,7 +279,7 @@ pub async fn run_plan(plan: Plan, net: &NetOpts, msg: &MsgOpts) -> anyhow::Resul
         net,
         plan.subscribers.len(),
         |i| format!("tb{pid}s{i}"),
-        Some((&plan.subscribers, msg.qos)),
+        Some((&plan.subscribers, msg.qos, msg.persistent)),
         &counters,
         &mut progress,
     )

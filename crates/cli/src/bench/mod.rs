@@ -173,6 +173,11 @@ pub struct MsgArgs {
     /// queue or drop the rest (what is still queued when the drain ends counts as lost).
     #[arg(long, value_parser = parse_rate)]
     pub sub_rate: Option<Rate>,
+    /// Subscribers keep a persistent session (MQTT 3.x: clean session 0; MQTT 5: Session
+    /// Expiry Interval of one hour), so a broker with persistence stores what it routes to
+    /// them until they acknowledge it. The session stays in the broker after the run.
+    #[arg(long)]
+    pub persistent: bool,
 }
 
 /// A message or connection rate; `None` means as fast as allowed.
@@ -212,6 +217,7 @@ impl MsgArgs {
             duration,
             count: self.count,
             sub_rate: self.sub_rate.and_then(|r| r.0),
+            persistent: self.persistent,
         })
     }
 
