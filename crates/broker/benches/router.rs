@@ -69,7 +69,6 @@ fn build() -> TrieRouter {
             );
         }
     }
-    drop(sub);
     assert_eq!(n, 100_000);
     r
 }
