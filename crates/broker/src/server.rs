@@ -625,12 +625,28 @@ impl Driver {
     }
 
     async fn process_actions(&mut self) {
+        // A persistent session's incoming QoS 2 messages are routed, and their packet
+        // identifiers recorded, in one store unit: a crash cannot keep the routed copies without
+        // the identifier (which would let the resent PUBLISH be routed twice).
+        let mut unit = false;
         while let Some(action) = self.conn.poll_action() {
             match action {
                 // Boxed: once per connection, and its state (authentication, takeover) would
                 // otherwise size every idle connection's future.
-                Action::Connect(req) => self.boxed_connect(req).await,
+                Action::Connect(req) => {
+                    if std::mem::take(&mut unit) {
+                        self.shared.sessions.end_unit();
+                    }
+                    self.boxed_connect(req).await
+                }
                 Action::Publish(mut m) => {
+                    if !unit
+                        && m.qos == tern_codec::QoS::ExactlyOnce
+                        && self.online.as_ref().is_some_and(|o| o.persistent)
+                    {
+                        self.shared.sessions.begin_unit();
+                        unit = true;
+                    }
                     // The state machine has just built it: not shared yet, so no copy.
                     if let Some(msg) = Arc::get_mut(&mut m) {
                         msg.username.clone_from(&self.username);
@@ -665,6 +681,9 @@ impl Driver {
         }
         // After the routing above: an incoming QoS 2 identifier is recorded after its message.
         self.flush_flow();
+        if unit {
+            self.shared.sessions.end_unit();
+        }
         if !self.pressure.full.is_empty() && self.paused_until.is_none() {
             self.paused_until = Some(Instant::now() + self.shared.slow_consumer_timeout);
             self.shared

@@ -121,6 +121,8 @@ struct Pending {
     /// Sequence number of the last write appended.
     written: u64,
     stop: bool,
+    /// Open units ([`SessionStore::begin_unit`]): the committer takes nothing while any is open.
+    units: usize,
 }
 
 struct Commit {
@@ -144,6 +146,22 @@ impl Commit {
         drop(p);
         self.wake.notify_one();
         seq
+    }
+
+    /// Opens a unit: the committer waits until it is closed before taking what is pending.
+    fn open_unit(&self) {
+        lock(&self.pending).units += 1;
+    }
+
+    /// Closes a unit; the committer resumes once none is open.
+    fn close_unit(&self) {
+        let mut p = lock(&self.pending);
+        p.units = p.units.saturating_sub(1);
+        let resume = p.units == 0 && !p.ops.is_empty();
+        drop(p);
+        if resume {
+            self.wake.notify_one();
+        }
     }
 
     fn ticket(&self) -> Durable {
@@ -233,7 +251,7 @@ fn committer(spaces: Spaces, commit: Arc<Commit>) {
     loop {
         let (ops, target, stop) = {
             let mut p = lock(&commit.pending);
-            while p.ops.is_empty() && !p.stop {
+            while (p.ops.is_empty() || p.units > 0) && !p.stop {
                 p = commit.wake.wait(p).unwrap_or_else(|e| e.into_inner());
             }
             (std::mem::take(&mut p.ops), p.written, p.stop)
@@ -489,6 +507,7 @@ impl FjallStore {
                 ops: Vec::new(),
                 written: 0,
                 stop: false,
+                units: 0,
             }),
             wake: Condvar::new(),
             committed,
@@ -1127,6 +1146,14 @@ impl SessionStore for FjallStore {
 
     fn take_pending_wills(&self) -> Vec<(Arc<str>, Will, SystemTime)> {
         std::mem::take(&mut *lock(&self.wills))
+    }
+
+    fn begin_unit(&self) {
+        self.commit.open_unit();
+    }
+
+    fn end_unit(&self) {
+        self.commit.close_unit();
     }
 
     fn record_flow(&self, client_id: &str, changes: &[FlowChange]) {
@@ -1821,6 +1848,45 @@ mod tests {
         for cut in 0..s.len() {
             assert!(decode_session("c".into(), &s[..cut], now, wall).is_err());
         }
+    }
+
+    /// A QoS 2 message's routed copies and its incoming packet identifier are appended in
+    /// two steps; inside a unit the committer takes neither until both are there.
+    #[tokio::test]
+    async fn writes_of_an_open_unit_are_committed_only_once_it_closes() {
+        let dir = std::env::temp_dir().join(format!("tern-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let config = StorageConfig {
+            data_dir: dir.clone(),
+            ..StorageConfig::default()
+        };
+        let store = FjallStore::open(&config).unwrap();
+        SessionStore::begin_unit(&*store);
+        store
+            .commit
+            .append([Op::Insert(Ks::Sessions, b"a".to_vec(), b"1".to_vec())]);
+        let first = SessionStore::durable(&*store);
+        // The committer is awake (there is a write) but must leave it while the unit is open.
+        let waited = tokio::time::timeout(Duration::from_millis(300), first.clone().wait()).await;
+        assert!(
+            waited.is_err(),
+            "a write of an open unit was committed alone"
+        );
+        store
+            .commit
+            .append([Op::Insert(Ks::Sessions, b"b".to_vec(), b"2".to_vec())]);
+        let both = SessionStore::durable(&*store);
+        assert!(!both.is_done());
+        SessionStore::end_unit(&*store);
+        let done = tokio::time::timeout(Duration::from_secs(30), both.wait()).await;
+        assert_eq!(
+            done,
+            Ok(true),
+            "closing the unit lets the committer take both writes"
+        );
+        assert!(first.is_done());
+        store.close();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

@@ -59,6 +59,13 @@ pub trait SessionStore: Send + Sync {
     /// [`SessionStore::durable`] before sending a packet that depends on a [`FlowChange::Sent`]
     /// or on an incoming change. In-memory stores do nothing.
     fn record_flow(&self, _client_id: &str, _changes: &[FlowChange]) {}
+    /// Opens a unit of writes committed together: what is appended until the matching
+    /// [`SessionStore::end_unit`] never reaches the disk without the rest (a QoS 2 message's
+    /// routed copies and its incoming packet identifier). Units must be short and must not
+    /// wait on [`SessionStore::durable`]. In-memory stores do nothing.
+    fn begin_unit(&self) {}
+    /// Closes the unit opened by [`SessionStore::begin_unit`].
+    fn end_unit(&self) {}
     /// A will that waits for its Will Delay Interval and is due at the given time: an on-disk
     /// store keeps it, so that it still goes out after a restart. `None` forgets the client's
     /// will (published, or its client came back). In-memory stores do nothing.
