@@ -4,8 +4,10 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod persistence_common;
 
-use common::{T, config, v4, v4_opts};
+use common::{T, v4, v4_opts};
+use persistence_common::{copy_dir, fresh_dir, start, storage};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,32 +16,7 @@ use tern_broker::message::{Delivery, Message};
 use tern_broker::session::{EXPIRY_NEVER, QueueLimits, QueueOutcome, SessionState};
 use tern_broker::store::fjall_store::FjallStore;
 use tern_broker::store::{FlowChange, RetainedStore, SessionStore};
-use tern_broker::{Broker, RunningBroker};
 use tern_codec::QoS;
-
-pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tern-persist-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn storage(dir: &std::path::Path) -> StorageConfig {
-    StorageConfig {
-        data_dir: dir.to_path_buf(),
-        ..StorageConfig::default()
-    }
-}
-
-async fn start(store: &Arc<FjallStore>) -> (RunningBroker, std::net::SocketAddr) {
-    let b = Broker::new(config())
-        .with_session_store(store.clone())
-        .with_retained_store(store.clone())
-        .start()
-        .await
-        .expect("broker starts");
-    let addr = b.local_addrs()[0];
-    (b, addr)
-}
 
 fn delivery(topic: &str, payload: &str, qos: QoS) -> Delivery {
     Delivery {
@@ -400,19 +377,6 @@ async fn subscription_of_a_connected_client_survives_a_crash() {
     let _ = std::fs::remove_dir_all(&copy);
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 #[test]
 fn storage_section_parses_and_bad_values_name_the_key() {
     let c = tern_broker::Config::from_toml(
@@ -495,4 +459,8 @@ async fn queue_handed_back_after_a_connection_keeps_its_order_across_restart() {
     assert_eq!(got, want);
     store.close();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    fresh_dir("persist", name)
 }

@@ -7,57 +7,19 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod persistence_common;
 
-use common::{Raw, config, connect_packet};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use common::{Raw, connect_packet};
+use persistence_common::{copy_dir, fresh_dir, start, storage};
+use std::path::PathBuf;
 use std::time::Duration;
-use tern_broker::config::StorageConfig;
 use tern_broker::session::OutgoingState;
 use tern_broker::store::SessionStore;
 use tern_broker::store::fjall_store::FjallStore;
-use tern_broker::{Broker, RunningBroker};
 use tern_codec::{
     ByteStr, Packet, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, QoS, Subscribe,
     SubscriptionOptions,
 };
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tern-online-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn storage(dir: &Path) -> StorageConfig {
-    StorageConfig {
-        data_dir: dir.to_path_buf(),
-        ..StorageConfig::default()
-    }
-}
-
-async fn start(store: &Arc<FjallStore>) -> (RunningBroker, std::net::SocketAddr) {
-    let b = Broker::new(config())
-        .with_session_store(store.clone())
-        .with_retained_store(store.clone())
-        .start()
-        .await
-        .expect("broker starts");
-    let addr = b.local_addrs()[0];
-    (b, addr)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
-    }
-}
 
 /// A raw MQTT 3.1.1 client with a persistent session (clean session 0).
 async fn persistent(addr: std::net::SocketAddr, id: &str) -> (Raw, bool) {
@@ -440,4 +402,8 @@ async fn delayed_wills_survive_a_restart() {
     store.close();
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&copy);
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    fresh_dir("online", name)
 }
