@@ -69,13 +69,7 @@ pub(crate) fn check_name_bytes(topic: &[u8]) -> Result<(), TopicError> {
 /// word overlaps the one before it instead of a byte loop over the remainder.
 #[inline]
 pub(crate) fn has_special(bytes: &[u8]) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    // Non-zero iff some byte of `x` is zero (exact as a yes/no answer).
-    let zero_byte = |x: u64| x.wrapping_sub(LO) & !x & HI;
-    let special = |x: u64| {
-        zero_byte(x) | zero_byte(x ^ (LO * u64::from(b'+'))) | zero_byte(x ^ (LO * u64::from(b'#')))
-    };
+    let special = special_bytes;
     let word = |b: &[u8]| {
         // Short input: pad with a byte that is not special.
         let mut w = [b'a'; 8];
@@ -100,6 +94,16 @@ pub(crate) fn has_special(bytes: &[u8]) -> bool {
         found |= special(u64::from_le_bytes(*last));
     }
     found != 0
+}
+
+/// Non-zero iff one of the eight bytes of `x` is `+`, `#` or NUL (exact as a yes/no answer).
+#[inline(always)]
+pub(crate) fn special_bytes(x: u64) -> u64 {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // Non-zero iff some byte of `x` is zero.
+    let zero_byte = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    zero_byte(x) | zero_byte(x ^ (LO * u64::from(b'+'))) | zero_byte(x ^ (LO * u64::from(b'#')))
 }
 
 #[cfg(test)]

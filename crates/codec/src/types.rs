@@ -150,6 +150,58 @@ impl ByteStr {
             .map(|s| ByteStr(Repr::Shared(s)))
     }
 
+    /// The topic name in the first `len` bytes of `src` (`len` of 1 to [`INLINE_CAPACITY`]), held
+    /// inline, if it is UTF-8 without `+`, `#` or U+0000 [MQTT-3.3.2-2], [MQTT-1.5.4-2]; `None`
+    /// otherwise, and then the caller's general path finds out which rule broke.
+    ///
+    /// This is the PUBLISH fast path, written for the machine: the topic is gathered into an
+    /// aligned block of 48 bytes padded with `a` (fixed-size copies, no `memcpy` call, when `src`
+    /// holds that many bytes), the wildcard and NUL scan runs over whole words with no tail loop,
+    /// and `std::str::from_utf8` meets an aligned input whose length is a multiple of 16, where
+    /// it checks two words at a time with no byte-by-byte head or tail (117 instructions for 40
+    /// bytes, 137 for 38 unaligned ones; about 85 for this block).
+    #[inline(always)]
+    pub(crate) fn inline_topic_name(src: &[u8], len: usize) -> Option<ByteStr> {
+        const BLOCK: usize = 48;
+        const FILL: u64 = u64::from_le_bytes([b'a'; 8]);
+        #[repr(C, align(16))]
+        struct Block([u8; BLOCK]);
+        if len == 0 || len > INLINE_CAPACITY {
+            return None;
+        }
+        let mut block = Block([b'a'; BLOCK]);
+        let mut found = 0u64;
+        if let Some(whole) = src.first_chunk::<BLOCK>() {
+            // Copy a whole block, then overwrite what lies past the topic with the filler.
+            let words = block.0.as_chunks_mut::<8>().0.iter_mut();
+            for (i, (dst, word)) in words.zip(whole.as_chunks::<8>().0).enumerate() {
+                // The bytes of this word that belong to the topic: all, none or its first few.
+                let kept = len.saturating_sub(i * 8).min(8) as u32;
+                let mask = u64::MAX.checked_shl(8 * kept).map_or(u64::MAX, |m| !m);
+                let w = (u64::from_le_bytes(*word) & mask) | (FILL & !mask);
+                found |= crate::topic::special_bytes(w);
+                *dst = w.to_le_bytes();
+            }
+        } else {
+            block.0.get_mut(..len)?.copy_from_slice(src.get(..len)?);
+            for word in block.0.as_chunks::<8>().0 {
+                found |= crate::topic::special_bytes(u64::from_le_bytes(*word));
+            }
+        }
+        if found != 0 {
+            return None;
+        }
+        // Padding with ASCII keeps the answer: the topic's bytes are UTF-8 if and only if the
+        // block is, and position `INLINE_CAPACITY` (filler) is a character boundary.
+        let block = std::str::from_utf8(&block.0).ok()?;
+        let mut s = ArrayString::from(block.get(..INLINE_CAPACITY)?).ok()?;
+        if !s.is_char_boundary(len) {
+            return None;
+        }
+        s.truncate(len);
+        Some(ByteStr(Repr::Inline(s)))
+    }
+
     /// A string from a static literal, without copying.
     pub const fn from_static(s: &'static str) -> ByteStr {
         ByteStr(Repr::Shared(ByteString::from_static(s)))
