@@ -25,9 +25,19 @@ pub fn encode(
     version: ProtocolVersion,
     buf: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    if let Packet::Publish(p) = packet {
-        return encode_publish(p, version, buf);
+    match packet {
+        Packet::Publish(p) => encode_publish(p, version, buf),
+        _ => encode_other(packet, version, buf),
     }
+}
+
+/// Every packet but PUBLISH, out of line: its frame and registers stay off the PUBLISH path.
+#[inline(never)]
+fn encode_other(
+    packet: &Packet,
+    version: ProtocolVersion,
+    buf: &mut BytesMut,
+) -> Result<(), EncodeError> {
     let remaining = remaining_len(packet, version)?;
     buf.reserve(1 + vbi_len(remaining as u32) + remaining);
     buf.put_u8(first_byte(packet));
@@ -35,24 +45,16 @@ pub fn encode(
     write_body(packet, version, buf)
 }
 
-/// PUBLISH, the packet on the hot path, without the general dispatch: sizes, one reservation,
-/// then the fixed header, topic length and packet identifier in one write.
+/// PUBLISH, the packet on the hot path, without the general dispatch: sizes, one test for the
+/// three rules that can refuse it, one reservation, then the fixed header and topic length as
+/// one word, the topic, the packet identifier and the payload.
 fn encode_publish(
     p: &Publish,
     version: ProtocolVersion,
     buf: &mut BytesMut,
 ) -> Result<(), EncodeError> {
     let topic = p.topic.as_bytes();
-    if topic.len() > 65_535 {
-        return Err(EncodeError::StringTooLong {
-            field: "topic name",
-            len: topic.len(),
-        });
-    }
     let with_id = p.qos != QoS::AtMostOnce;
-    if with_id {
-        check_packet_id(p.packet_id, "PUBLISH")?;
-    }
     let v5 = version.is_v5();
     // An absent property block (the common case) is one pointer test.
     let props = match p.properties.get() {
@@ -68,47 +70,55 @@ fn encode_publish(
             (true, Some(len)) => block(len),
         }
         + p.payload.len();
-    if remaining > MAX_VARIABLE_BYTE_INTEGER as usize {
-        return Err(EncodeError::PacketTooLarge { len: remaining });
+    // All three rules in one test, the error worked out off the hot path.
+    if topic.len() > 65_535
+        || (with_id && p.packet_id == 0)
+        || remaining > MAX_VARIABLE_BYTE_INTEGER as usize
+    {
+        return Err(publish_error(p, topic.len(), remaining));
     }
-    buf.reserve(1 + vbi_len(remaining as u32) + remaining);
-    // Fixed header (at most 5 bytes) and the topic length, gathered in one write.
-    let mut head = [0u8; 7];
-    let mut n = 0;
-    let mut put = |b: u8| {
-        if let Some(slot) = head.get_mut(n) {
-            *slot = b;
-        }
-        n += 1;
-    };
-    put(0x30 | (u8::from(p.dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain));
-    let mut v = remaining as u32;
-    loop {
-        let mut b = (v & 0x7F) as u8;
-        v >>= 7;
-        if v > 0 {
-            b |= 0x80;
-        }
-        put(b);
-        if v == 0 {
-            break;
-        }
-    }
-    for b in (topic.len() as u16).to_be_bytes() {
-        put(b);
-    }
-    buf.put_slice(head.get(..n).unwrap_or_default());
+    // Room for the packet (a fixed header of at most 5 bytes), and for the whole word the
+    // header is written as.
+    buf.reserve(remaining + 5 + 8);
+    // The fixed header (at most 5 bytes) and the topic length in one little-endian word, written
+    // whole (one fixed-size store, no `memcpy` call) and then cut to its length.
+    let (vbi, vbi_len) = vbi_word(remaining as u32);
+    let first = 0x30 | (u8::from(p.dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain);
+    let mut head = u64::from(first) | (vbi << 8);
+    let mut head_len = 1 + vbi_len;
+    head |= u64::from((topic.len() as u16).swap_bytes()) << (8 * head_len);
+    head_len += 2;
+    let start = buf.len();
+    buf.put_u64_le(head);
+    buf.truncate(start + head_len);
     buf.put_slice(topic);
     if with_id {
         buf.put_u16(p.packet_id);
     }
-    match props {
-        Some(_) => write_publish_props(buf, &p.properties)?,
-        None if v5 => buf.put_u8(0),
-        None => {}
+    if v5 && props.is_none() {
+        buf.put_u8(0);
+    }
+    if props.is_some() {
+        write_publish_props(buf, &p.properties)?;
     }
     buf.put_slice(&p.payload);
     Ok(())
+}
+
+/// Which rule a PUBLISH that [`encode_publish`] refused broke.
+#[cold]
+#[inline(never)]
+fn publish_error(p: &Publish, topic_len: usize, remaining: usize) -> EncodeError {
+    if topic_len > 65_535 {
+        EncodeError::StringTooLong {
+            field: "topic name",
+            len: topic_len,
+        }
+    } else if p.qos != QoS::AtMostOnce && p.packet_id == 0 {
+        EncodeError::ZeroPacketId { packet: "PUBLISH" }
+    } else {
+        EncodeError::PacketTooLarge { len: remaining }
+    }
 }
 
 fn first_byte(packet: &Packet) -> u8 {
@@ -135,6 +145,28 @@ fn first_byte(packet: &Packet) -> u8 {
 
 // ---------------------------------------------------------------------------------------------
 // Sizes, with every check that can fail.
+
+/// The Variable Byte Integer encoding of `v` (at most [`MAX_VARIABLE_BYTE_INTEGER`]) as the
+/// low bytes of a little-endian word, and its length, without a loop.
+#[inline]
+fn vbi_word(v: u32) -> (u64, usize) {
+    let v = u64::from(v);
+    let [b0, b1, b2, b3] = [
+        v & 0x7F,
+        (v >> 7) & 0x7F,
+        (v >> 14) & 0x7F,
+        (v >> 21) & 0x7F,
+    ];
+    match v {
+        0..=127 => (b0, 1),
+        128..=16_383 => (b0 | 0x80 | (b1 << 8), 2),
+        16_384..=2_097_151 => (b0 | 0x80 | ((b1 | 0x80) << 8) | (b2 << 16), 3),
+        _ => (
+            b0 | 0x80 | ((b1 | 0x80) << 8) | ((b2 | 0x80) << 16) | (b3 << 24),
+            4,
+        ),
+    }
+}
 
 fn vbi_len(v: u32) -> usize {
     match v {
@@ -901,4 +933,35 @@ fn write_connect(c: &Connect, buf: &mut BytesMut) -> Result<(), EncodeError> {
         put_bin(buf, p);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The loop-free Variable Byte Integer of the PUBLISH header writes the same bytes as the
+    /// general encoder, at every length boundary [MQTT-1.5.5-1].
+    #[test]
+    fn vbi_word_matches_put_vbi_at_every_boundary() {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            129,
+            16_383,
+            16_384,
+            2_097_151,
+            2_097_152,
+            MAX_VARIABLE_BYTE_INTEGER - 1,
+            MAX_VARIABLE_BYTE_INTEGER,
+        ] {
+            let mut expected = BytesMut::new();
+            put_vbi(&mut expected, v);
+            let (word, len) = vbi_word(v);
+            assert_eq!(len, vbi_len(v), "length of {v}");
+            assert_eq!(&word.to_le_bytes()[..len], &expected[..], "bytes of {v}");
+            assert_eq!(word >> (8 * len), 0, "nothing past the integer for {v}");
+        }
+    }
 }
