@@ -7,7 +7,7 @@
 #
 # Usage: scripts/bench-compare.sh [--pin] [--write] [--quick] [--duration SECS] [--conns N]
 #                                 [--brokers tern,mosquitto,rumqttd] [--scenarios a,b,...]
-#                                 [--budget SECS]
+#                                 [--budget SECS] [--latency-duration SECS]
 #   --pin        broker on CPU 0, load generator on the other CPUs (taskset); Tern is then also
 #                run unpinned (all CPUs) as an extra column
 #   --write      replace the `## Broker comparison` section of docs/benchmarks.md
@@ -20,10 +20,17 @@
 #                (slow-q1: 4 publishers at 20,000 msg/s in all to one subscriber reading 1,000
 #                msg/s: what the broker queues or drops, and what that costs it in memory)
 #   --budget     stop starting new runs after this many seconds (default 540)
+#   --latency-duration
+#                seconds of the latency scenario (default 20: 20,000 samples, so that p99.9 is
+#                the 20th slowest message rather than the 5th). The latency scenario also runs the
+#                "echo floor": no broker, a relay that only echoes (crates/cli/examples/
+#                latency_floor.rs), pinned like the brokers, to show what the machine's
+#                scheduling alone costs the same path.
 #   --from FILE  no runs: render the table from the results.jsonl of an earlier run (its path is
 #                printed at the end of every run)
 # Environment: TERN (default target/release/tern, built if missing), BENCH (the load generator,
-# default "$TERN bench"), MOSQUITTO (default mosquitto on PATH or /usr/sbin/mosquitto), RUMQTTD
+# default "$TERN bench"), FLOOR (default target/release/examples/latency_floor, built if missing),
+# MOSQUITTO (default mosquitto on PATH or /usr/sbin/mosquitto), RUMQTTD
 # (default rumqttd on PATH or ~/.local/tern-tools/bin/rumqttd; install it with
 #   CARGO_TARGET_DIR=/tmp/rumqttd-target cargo install rumqttd --root ~/.local/tern-tools).
 # Every run is bounded: `tern bench` has a duration and a hard cap, and each run is also wrapped in
@@ -34,13 +41,14 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 CMDLINE="scripts/bench-compare.sh $*"
 
-PIN=0 WRITE=0 DURATION=5 CONNS=15000 BROKERS="" SCENARIOS="" BUDGET=540 FROM=""
+PIN=0 WRITE=0 DURATION=5 LATENCY_DURATION=20 CONNS=15000 BROKERS="" SCENARIOS="" BUDGET=540 FROM=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --pin) PIN=1 ;;
     --write) WRITE=1 ;;
-    --quick) DURATION=2 CONNS=2000 ;;
+    --quick) DURATION=2 LATENCY_DURATION=2 CONNS=2000 ;;
     --duration) DURATION=$2; shift ;;
+    --latency-duration) LATENCY_DURATION=$2; shift ;;
     --conns) CONNS=$2; shift ;;
     --brokers) BROKERS=$2; shift ;;
     --scenarios) SCENARIOS=$2; shift ;;
@@ -60,6 +68,11 @@ if [ ! -x "$TERN" ] && [ -z "${BENCH:-}" ]; then
   cargo build --release -p tern-cli >&2
 fi
 BENCH=${BENCH:-$TERN bench}
+FLOOR=${FLOOR:-$ROOT/target/release/examples/latency_floor}
+if [ ! -x "$FLOOR" ] && [[ ",${SCENARIOS}," == *,latency,* ]] && [ -z "$FROM" ]; then
+  echo "== building $FLOOR" >&2
+  cargo build --release -p tern-cli --example latency_floor >&2
+fi
 MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 RUMQTTD=${RUMQTTD:-$(command -v rumqttd || echo "$HOME/.local/tern-tools/bin/rumqttd")}
 
@@ -78,6 +91,8 @@ for b in "${broker_list[@]}"; do
   esac
 done
 if [ "$PIN" = 1 ] && [[ ",$BROKERS," == *,tern,* ]]; then broker_list+=(tern-unpinned); fi
+# The echo floor runs in the latency scenario only (see --latency-duration).
+if [ -x "$FLOOR" ]; then broker_list+=(floor); fi
 IFS=, read -r -a scenario_list <<<"$SCENARIOS"
 
 if [ -z "$FROM" ] && [[ ",$SCENARIOS," == *,conn,* ]] && [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((CONNS + 100)) ]; then
@@ -130,6 +145,9 @@ log_type error
 log_type warning
 EOF
       "${pin[@]}" "$MOSQUITTO" -c "$dir/mosquitto.conf" >"$dir/log" 2>&1 &
+      ;;
+    floor)
+      "${pin[@]}" "$FLOOR" relay "$port" >"$dir/log" 2>&1 &
       ;;
     rumqttd)
       # Its defaults sleep between accepts (next_connection_delay_ms) and cap connections.
@@ -204,7 +222,7 @@ bench_args() {
     fanout-q0) echo "fanout -S 8 -q 0 -d ${DURATION}s" ;;
     fanout-q1) echo "fanout -S 8 -q 1 -d ${DURATION}s" ;;
     pairs-q1) echo "pairs -N 8 -q 1 -d ${DURATION}s" ;;
-    latency) echo "latency --rate 1000 -q 1 -d ${DURATION}s" ;;
+    latency) echo "latency --rate 1000 -q 1 -d ${LATENCY_DURATION}s" ;;
     slow-q1) echo "fanin -P 4 -q 1 --rate 20000 --sub-rate 1000 -d ${DURATION}s" ;;
     conn) echo "conn -c $CONNS -d 3s" ;;
     *) echo "bench-compare: unknown scenario $1" >&2; return 1 ;;
@@ -227,12 +245,15 @@ fi
 for scenario in "${scenario_list[@]}"; do
   args=$(bench_args "$scenario")
   for broker in "${broker_list[@]}"; do
+    if [ "$broker" = floor ] && [ "$scenario" != latency ]; then continue; fi
     if [ $(( $(date +%s) - STARTED )) -ge "$BUDGET" ]; then
       echo "== time budget of ${BUDGET}s spent: skipping $scenario on $broker" >&2
       echo "{\"scenario_key\":\"$scenario\",\"broker_name\":\"$broker\",\"skipped\":\"time budget\"}" >>"$RESULTS"
       continue
     fi
     port=$(free_port)
+    run_bench=($BENCH $args -p "$port" --json)
+    if [ "$broker" = floor ]; then run_bench=("$FLOOR" client "$port" 1000 "$LATENCY_DURATION" --json); fi
     if ! start_broker "$broker" "$port"; then
       echo "{\"scenario_key\":\"$scenario\",\"broker_name\":\"$broker\",\"skipped\":\"did not start\"}" >>"$RESULTS"
       continue
@@ -242,12 +263,12 @@ for scenario in "${scenario_list[@]}"; do
     SAMPLER_PID=$!
     load=()
     if [ "$PIN" = 1 ]; then load=(taskset -c "$LOAD_CPUS"); fi
-    echo "== $scenario on $broker: tern bench $args" >&2
+    echo "== $scenario on $broker: ${run_bench[*]#"$ROOT"/}" >&2
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086
     timing=$WORK/$scenario-$broker.time
-    json=$(timeout $((DURATION + 120)) /usr/bin/time -o "$timing" -f "%e %U %S" \
-      "${load[@]}" $BENCH $args -p "$port" --json 2>"$WORK/$scenario-$broker.err") || true
+    json=$(timeout $((DURATION + LATENCY_DURATION + 120)) /usr/bin/time -o "$timing" -f "%e %U %S" \
+      "${load[@]}" "${run_bench[@]}" 2>"$WORK/$scenario-$broker.err") || true
     t1=$(date +%s.%N)
     sleep 0.15
     kill "$SAMPLER_PID" 2>/dev/null || true
@@ -327,7 +348,7 @@ titles = {
     "pairs-q1": "8 pairs, QoS 1", "latency": "latency, 1,000 msg/s, QoS 1",
     "slow-q1": "slow consumer: 4→1 at 20k msg/s, read at 1k msg/s, QoS 1",
 }
-names = {"tern": "Tern", "tern-unpinned": "Tern (unpinned)", "mosquitto": "Mosquitto", "rumqttd": "rumqttd"}
+names = {"tern": "Tern", "tern-unpinned": "Tern (unpinned)", "mosquitto": "Mosquitto", "rumqttd": "rumqttd", "floor": "echo, no broker (floor)"}
 
 def num(x, digits=0):
     if x is None:
@@ -373,6 +394,8 @@ for s_key in scen_order:
         row(label, "connects/s", lambda r: num(get(r, "connections", "per_s")), lambda r: get(r, "connections", "per_s"))
         row("", "RSS per idle connection, KiB", lambda r: num(per_conn(r), 1), per_conn)
         row("", "peak RSS, MiB", lambda r: num((r.get("broker_rss_peak_kib") or 0) / 1024, 1), lambda r: r.get("broker_rss_peak_kib"))
+        cpu_per_conn = lambda r: (1e6 * r["broker_cpu_s"] / r["connections"]["established"]) if r.get("broker_cpu_s") is not None and get(r, "connections", "established") else None
+        row("", "broker CPU per connection (open + close), µs", lambda r: num(cpu_per_conn(r), 1), cpu_per_conn)
         continue
     if s_key == "latency":
         lat = lambda r, p: get(r, "messages", "latency_us", p)
