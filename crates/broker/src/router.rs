@@ -11,7 +11,6 @@
 
 use crate::topic;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use tern_codec::{QoS, SubscriptionOptions};
@@ -65,67 +64,11 @@ pub trait Router: Send + Sync {
     fn route(&self, topic: &str, publisher: Option<&str>) -> Matches;
 }
 
-/// A small multiply-rotate hasher (in the manner of FxHash) for the router's maps: topics are
-/// short and hashed on every publish, where SipHash showed up as the largest cost. Seeded per
-/// process so that colliding topic names cannot be precomputed.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FastHasher(u64);
-
-const K: u64 = 0x517c_c1b7_2722_0a95;
-
-impl FastHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
-    }
-}
-
-impl Hasher for FastHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let tail = chunks.remainder();
-        let mut w = [0u8; 8];
-        for (d, s) in w.iter_mut().zip(tail) {
-            *d = *s;
-        }
-        self.add(u64::from_le_bytes(w) ^ ((tail.len() as u64) << 59));
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-/// Builds [`FastHasher`]s from a per-process random seed.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct FastState(u64);
-
-impl Default for FastState {
-    fn default() -> Self {
-        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-        let seed = *SEED.get_or_init(|| std::hash::RandomState::new().hash_one(0x7465_726e_u64));
-        FastState(seed)
-    }
-}
-
-impl BuildHasher for FastState {
-    type Hasher = FastHasher;
-    fn build_hasher(&self) -> FastHasher {
-        FastHasher(self.0)
-    }
-}
+/// The hasher of the router's maps and of the broker's other maps keyed by client input: topics
+/// are short and hashed on every publish, where SipHash showed up as the largest cost.
+/// `foldhash`'s fast variant is seeded per process and per map, so that colliding topic names
+/// cannot be precomputed.
+pub(crate) type FastState = foldhash::fast::RandomState;
 
 type FastMap<K, V> = HashMap<K, V, FastState>;
 

@@ -62,44 +62,9 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
-/// A multiply-rotate hasher (in the manner of FxHash, as the broker's router uses) for topic
-/// levels: every PUBLISH walks the trie, and SipHash was most of that walk's cost. Not seeded:
-/// the keys come from the configuration; a client's topic is only looked up, never inserted.
-#[derive(Debug, Default, Clone, Copy)]
-struct LevelHasher(u64);
-
-impl LevelHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-}
-
-impl std::hash::Hasher for LevelHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
-        }
-        let tail = chunks.remainder();
-        let mut w = [0u8; 8];
-        for (d, s) in w.iter_mut().zip(tail) {
-            *d = *s;
-        }
-        self.add(u64::from_le_bytes(w) ^ ((tail.len() as u64) << 59));
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type LevelState = std::hash::BuildHasherDefault<LevelHasher>;
+/// The hasher of topic levels (as in the broker's router): every PUBLISH walks the trie, and
+/// SipHash was most of that walk's cost.
+type LevelState = foldhash::fast::RandomState;
 
 /// A trie of topic filters, each carrying a value (a rule index).
 #[derive(Debug, Default, Clone)]

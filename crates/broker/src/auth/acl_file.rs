@@ -201,30 +201,8 @@ impl Found {
     }
 }
 
-/// FNV-1a: topic levels are short, and SipHash dominated the check. The keys in the table come
-/// from the ACL file, not from clients, so collisions cannot be forced on it.
-#[derive(Debug, Clone, Copy)]
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Self(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-type Levels = HashMap<Box<str>, Node, std::hash::BuildHasherDefault<Fnv>>;
+/// Topic levels are short and looked up on every check, where SipHash dominated.
+type Levels = HashMap<Box<str>, Node, crate::router::FastState>;
 
 /// `a/b/c` → (`a`, `Some("b/c")`); `c` → (`c`, `None`).
 fn next_level(rest: &str) -> (&str, Option<&str>) {
