@@ -45,31 +45,24 @@ fn encode_other(
     write_body(packet, version, buf)
 }
 
-/// PUBLISH, the packet on the hot path, without the general dispatch: sizes, one test for the
-/// three rules that can refuse it, one reservation, then the fixed header and topic length as
-/// one word, the topic, the packet identifier and the payload.
+/// PUBLISH, the packet on the hot path, without the general dispatch: one test for the rules
+/// that can refuse it, one reservation, then the fixed header and topic length as one word,
+/// the topic, the packet identifier, the empty property block (v5) and the payload. A v5
+/// PUBLISH with properties takes [`encode_publish_with_properties`], out of line.
+#[inline(always)]
 fn encode_publish(
     p: &Publish,
     version: ProtocolVersion,
     buf: &mut BytesMut,
 ) -> Result<(), EncodeError> {
-    let topic = p.topic.as_bytes();
-    let with_id = p.qos != QoS::AtMostOnce;
     let v5 = version.is_v5();
     // An absent property block (the common case) is one pointer test.
-    let props = match p.properties.get() {
-        Some(props) if v5 && !props.is_empty() => Some(publish_props_len(props)?),
-        _ => None,
-    };
-    let remaining = 2
-        + topic.len()
-        + if with_id { 2 } else { 0 }
-        + match (v5, props) {
-            (false, _) => 0,
-            (true, None) => 1,
-            (true, Some(len)) => block(len),
-        }
-        + p.payload.len();
+    if v5 && p.properties.get().is_some_and(|props| !props.is_empty()) {
+        return encode_publish_with_properties(p, buf);
+    }
+    let topic = p.topic.as_bytes();
+    let with_id = p.qos != QoS::AtMostOnce;
+    let remaining = 2 + topic.len() + 2 * usize::from(with_id) + usize::from(v5) + p.payload.len();
     // All three rules in one test, the error worked out off the hot path.
     if topic.len() > 65_535
         || (with_id && p.packet_id == 0)
@@ -77,6 +70,38 @@ fn encode_publish(
     {
         return Err(publish_error(p, topic.len(), remaining));
     }
+    put_publish_head(p, remaining, buf);
+    if v5 {
+        buf.put_u8(0);
+    }
+    buf.put_slice(&p.payload);
+    Ok(())
+}
+
+/// A v5 PUBLISH that carries properties.
+#[inline(never)]
+fn encode_publish_with_properties(p: &Publish, buf: &mut BytesMut) -> Result<(), EncodeError> {
+    let topic = p.topic.as_bytes();
+    let with_id = p.qos != QoS::AtMostOnce;
+    let props = publish_props_len(&p.properties)?;
+    let remaining = 2 + topic.len() + 2 * usize::from(with_id) + block(props) + p.payload.len();
+    if topic.len() > 65_535
+        || (with_id && p.packet_id == 0)
+        || remaining > MAX_VARIABLE_BYTE_INTEGER as usize
+    {
+        return Err(publish_error(p, topic.len(), remaining));
+    }
+    put_publish_head(p, remaining, buf);
+    write_publish_props(buf, &p.properties)?;
+    buf.put_slice(&p.payload);
+    Ok(())
+}
+
+/// Reserves room for a PUBLISH of `remaining` bytes after its fixed header, and writes the fixed
+/// header, the topic and the packet identifier.
+#[inline(always)]
+fn put_publish_head(p: &Publish, remaining: usize, buf: &mut BytesMut) {
+    let topic = p.topic.as_bytes();
     // Room for the packet (a fixed header of at most 5 bytes), and for the whole word the
     // header is written as.
     buf.reserve(remaining + 5 + 8);
@@ -84,25 +109,16 @@ fn encode_publish(
     // whole (one fixed-size store, no `memcpy` call) and then cut to its length.
     let (vbi, vbi_len) = vbi_word(remaining as u32);
     let first = 0x30 | (u8::from(p.dup) << 3) | ((p.qos as u8) << 1) | u8::from(p.retain);
-    let mut head = u64::from(first) | (vbi << 8);
-    let mut head_len = 1 + vbi_len;
-    head |= u64::from((topic.len() as u16).swap_bytes()) << (8 * head_len);
-    head_len += 2;
+    let head = u64::from(first)
+        | (vbi << 8)
+        | (u64::from((topic.len() as u16).swap_bytes()) << (8 * (1 + vbi_len)));
     let start = buf.len();
     buf.put_u64_le(head);
-    buf.truncate(start + head_len);
+    buf.truncate(start + 1 + vbi_len + 2);
     buf.put_slice(topic);
-    if with_id {
+    if p.qos != QoS::AtMostOnce {
         buf.put_u16(p.packet_id);
     }
-    if v5 && props.is_none() {
-        buf.put_u8(0);
-    }
-    if props.is_some() {
-        write_publish_props(buf, &p.properties)?;
-    }
-    buf.put_slice(&p.payload);
-    Ok(())
 }
 
 /// Which rule a PUBLISH that [`encode_publish`] refused broke.
