@@ -41,8 +41,49 @@ pub struct Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedTarget {
     /// Members in the order to try them: round-robin, the next in turn first.
-    pub members: Vec<(Arc<str>, RouteEntry)>,
+    pub members: RoundRobin,
 }
+
+/// A shared group's members as they were when the message was routed, read from the one in
+/// turn: the router's own list with a starting point (one reference count per message, not a
+/// copy of the list).
+#[derive(Debug, Clone, Default)]
+pub struct RoundRobin {
+    members: Arc<[(Arc<str>, RouteEntry)]>,
+    start: usize,
+}
+
+impl RoundRobin {
+    /// Members from the one in turn, wrapping around.
+    pub fn iter(&self) -> impl Iterator<Item = &(Arc<str>, RouteEntry)> {
+        let (before, from) = self.members.split_at(self.start.min(self.members.len()));
+        from.iter().chain(before)
+    }
+
+    /// The member in turn.
+    pub fn first(&self) -> Option<&(Arc<str>, RouteEntry)> {
+        self.iter().next()
+    }
+
+    /// How many members the group has.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// True for a group without members.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+}
+
+impl PartialEq for RoundRobin {
+    /// Equal when the members come in the same order.
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for RoundRobin {}
 
 /// Everything a topic matched.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,7 +115,8 @@ type FastMap<K, V> = HashMap<K, V, FastState>;
 
 #[derive(Debug, Default)]
 struct SharedGroup {
-    members: Vec<(Arc<str>, RouteEntry)>,
+    /// Replaced whole on (rare) subscribe and unsubscribe, shared by every routed message.
+    members: Arc<[(Arc<str>, RouteEntry)]>,
     next: AtomicUsize,
 }
 
@@ -96,10 +138,12 @@ impl Subscribers {
             }
             Some(g) => {
                 let grp = self.shared.entry(g.into()).or_default();
-                match grp.members.iter_mut().find(|(c, _)| **c == **client_id) {
+                let mut members = grp.members.to_vec();
+                match members.iter_mut().find(|(c, _)| **c == **client_id) {
                     Some(m) => m.1 = entry,
-                    None => grp.members.push((client_id.clone(), entry)),
+                    None => members.push((client_id.clone(), entry)),
                 }
+                grp.members = members.into();
             }
         }
     }
@@ -112,8 +156,14 @@ impl Subscribers {
                     return false;
                 };
                 let before = grp.members.len();
-                grp.members.retain(|(c, _)| &**c != client_id);
-                let removed = grp.members.len() != before;
+                let members: Vec<_> = grp
+                    .members
+                    .iter()
+                    .filter(|(c, _)| &**c != client_id)
+                    .cloned()
+                    .collect();
+                let removed = members.len() != before;
+                grp.members = members.into();
                 if grp.members.is_empty() {
                     self.shared.remove(g);
                 }
@@ -139,12 +189,12 @@ impl Subscribers {
                 continue;
             }
             let start = grp.next.fetch_add(1, Ordering::Relaxed) % n;
-            let members = grp.members[start..]
-                .iter()
-                .chain(&grp.members[..start])
-                .cloned()
-                .collect();
-            acc.shared.push(SharedTarget { members });
+            acc.shared.push(SharedTarget {
+                members: RoundRobin {
+                    members: grp.members.clone(),
+                    start,
+                },
+            });
         }
     }
 }
@@ -447,12 +497,73 @@ mod tests {
                 let m = r.route("job/1", None);
                 assert!(m.targets.is_empty());
                 assert_eq!(m.shared.len(), 1);
-                m.shared[0].members[0].0.to_string()
+                m.shared[0]
+                    .members
+                    .iter()
+                    .next()
+                    .map(|m| m.0.to_string())
+                    .unwrap_or_default()
             })
             .collect();
         assert_eq!(first, ["a", "b", "a", "b"]);
         assert!(r.unsubscribe("a", "$share/g/job/+"));
-        assert_eq!(&*r.route("job/1", None).shared[0].members[0].0, "b");
+        assert_eq!(
+            r.route("job/1", None).shared[0]
+                .members
+                .first()
+                .map(|m| &*m.0),
+            Some("b")
+        );
+    }
+
+    #[test]
+    fn shared_group_offers_every_member_from_the_one_in_turn() {
+        let r = TrieRouter::new();
+        for c in ["a", "b", "c"] {
+            r.subscribe(
+                &Arc::from(c),
+                "$share/g/job/+",
+                entry(QoS::AtMostOnce, None),
+            );
+        }
+        // Re-subscribing replaces the member's entry in place: same order, new options.
+        r.subscribe(
+            &Arc::from("b"),
+            "$share/g/job/+",
+            entry(QoS::ExactlyOnce, None),
+        );
+        let orders: Vec<Vec<(String, QoS)>> = (0..4)
+            .map(|_| {
+                let m = r.route("job/7", None);
+                let g = &m.shared[0].members;
+                assert_eq!(g.len(), 3);
+                g.iter()
+                    .map(|(c, e)| (c.to_string(), e.options.qos))
+                    .collect()
+            })
+            .collect();
+        let q = |c: &str| {
+            if c == "b" {
+                QoS::ExactlyOnce
+            } else {
+                QoS::AtMostOnce
+            }
+        };
+        let expect = |names: [&str; 3]| -> Vec<(String, QoS)> {
+            names.iter().map(|c| (c.to_string(), q(c))).collect()
+        };
+        assert_eq!(orders[0], expect(["a", "b", "c"]));
+        assert_eq!(orders[1], expect(["b", "c", "a"]));
+        assert_eq!(orders[2], expect(["c", "a", "b"]));
+        assert_eq!(orders[3], expect(["a", "b", "c"]));
+        // A message routed before an unsubscribe keeps the members it was routed to.
+        let before = r.route("job/7", None);
+        assert!(r.unsubscribe("b", "$share/g/job/+"));
+        assert_eq!(before.shared[0].members.len(), 3);
+        let after = r.route("job/7", None);
+        let names: Vec<&str> = after.shared[0].members.iter().map(|(c, _)| &**c).collect();
+        assert_eq!(names.len(), 2);
+        assert!(!names.contains(&"b"));
     }
 
     #[test]
