@@ -31,8 +31,7 @@ pub fn encode(
     }
 }
 
-/// Every packet but PUBLISH, out of line: its frame and registers stay off the PUBLISH path.
-#[inline(never)]
+/// Every packet but PUBLISH: sizes, one reservation, the fixed header and the body.
 fn encode_other(
     packet: &Packet,
     version: ProtocolVersion,
