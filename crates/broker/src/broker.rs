@@ -150,13 +150,10 @@ pub(crate) struct Pressure {
 pub(crate) struct Online {
     pub(crate) conn_id: u64,
     pub(crate) mailbox: Mutex<Mailbox>,
-    pub(crate) notify: Notify,
-    /// The session's queue limits, which the mailbox applies.
-    limits: QueueLimits,
+    /// Wakes the connection's task for deliveries and for a takeover.
+    pub(crate) wakeup: crate::wakeup::Wakeup,
     /// Wakes publishers paused on this mailbox once it has room.
     room: Notify,
-    /// Cancelled to take the session over (the connection closes with 0x8E).
-    pub(crate) kick: crate::latch::Latch,
     /// Cancelled once the connection has handed its session back.
     pub(crate) done: crate::latch::Latch,
     /// The session outlives the connection: QoS 1/2 deliveries are written to the session
@@ -165,15 +162,13 @@ pub(crate) struct Online {
 }
 
 impl Online {
-    pub(crate) fn new(conn_id: u64, limits: QueueLimits, persistent: bool) -> Self {
+    pub(crate) fn new(conn_id: u64, persistent: bool) -> Self {
         Online {
             persistent,
             conn_id,
             mailbox: Mutex::new(Mailbox::default()),
-            notify: Notify::new(),
-            limits,
+            wakeup: crate::wakeup::Wakeup::default(),
             room: Notify::new(),
-            kick: crate::latch::Latch::new(),
             done: crate::latch::Latch::new(),
         }
     }
@@ -181,7 +176,14 @@ impl Online {
     /// Takes up to `max` deliveries, oldest first, under one lock: `take` gets each and says
     /// whether it wants another. Returns how many were taken. `take` runs with the mailbox
     /// locked, so it must be short and must not touch the registry or another mailbox.
-    pub(crate) fn pop_while(&self, max: usize, mut take: impl FnMut(Delivery) -> bool) -> usize {
+    /// `limits` are the broker's queue limits (not kept per client: every idle connection would
+    /// carry a copy), which say whether a paused publisher may go on.
+    pub(crate) fn pop_while(
+        &self,
+        limits: &QueueLimits,
+        max: usize,
+        mut take: impl FnMut(Delivery) -> bool,
+    ) -> usize {
         let mut mb = lock(&self.mailbox);
         let mut n = 0;
         while n < max {
@@ -198,7 +200,7 @@ impl Online {
             return 0;
         }
         mb.stalled_since = None;
-        let wake = mb.waiting && !mb.is_full(&self.limits, 0);
+        let wake = mb.waiting && !mb.is_full(limits, 0);
         if wake {
             mb.waiting = false;
         }
@@ -209,8 +211,9 @@ impl Online {
         n
     }
 
-    /// Resolves once the mailbox is under its limits, or its connection has ended.
-    pub(crate) async fn room(&self) {
+    /// Resolves once the mailbox is under `limits` (the broker's queue limits), or its
+    /// connection has ended.
+    pub(crate) async fn room(&self, limits: QueueLimits) {
         loop {
             let notified = self.room.notified();
             let mut notified = std::pin::pin!(notified);
@@ -218,7 +221,7 @@ impl Online {
             notified.as_mut().enable();
             {
                 let mut mb = lock(&self.mailbox);
-                if !mb.is_full(&self.limits, 0) {
+                if !mb.is_full(&limits, 0) {
                     return;
                 }
                 mb.waiting = true;
@@ -355,7 +358,7 @@ impl Shared {
         mb.bytes += d.queued_size();
         mb.queue.push_back(d);
         drop(mb);
-        online.notify.notify_one();
+        online.wakeup.mail();
         self.stats.messages_queued.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -395,7 +398,7 @@ impl Shared {
                     mb.bytes += d.queued_size();
                     mb.queue.push_back(d);
                     drop(mb);
-                    online.notify.notify_one();
+                    online.wakeup.mail();
                     QueueOutcome::Queued
                 } else {
                     drop(mb);
@@ -748,7 +751,7 @@ impl BrokerHandle {
         let ctx = self.shared.transports.external.clone();
         // Pinned on the heap: the driver needs an `Unpin` stream (its own are).
         let stream = Box::pin(stream);
-        crate::server::serve(self.shared.clone(), ctx, None, stream, peer).await;
+        crate::server::serve(self.shared.clone(), ctx, None, stream, peer, None).await;
     }
 
     /// Reloads every listener's TLS certificates, password file and ACL file (what SIGHUP

@@ -1,8 +1,8 @@
 //! A one-shot signal that lives inside the struct that owns it.
 //!
 //! `tokio_util`'s `CancellationToken` allocates a tree node per token (about 110 bytes with the
-//! allocator's overhead); every connected client's [`crate::broker::Online`] holds two of them,
-//! which is a tenth of what an idle connection should cost. A latch is a flag and a `Notify`
+//! allocator's overhead); every connected client's [`crate::broker::Online`] holds one (it held
+//! two before the takeover signal moved to [`crate::wakeup`]). A latch is a flag and a `Notify`
 //! inline, with the same two calls. Not here: hierarchies of tokens (the broker's shutdown token
 //! is still a `CancellationToken`).
 

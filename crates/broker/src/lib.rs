@@ -18,6 +18,7 @@ pub mod session;
 pub mod store;
 pub mod topic;
 pub mod transport;
+mod wakeup;
 
 pub use broker::{Broker, BrokerError, BrokerHandle, PublishHook, RunningBroker, StatsSnapshot};
 pub use config::{Config, ConfigError};

@@ -10,7 +10,7 @@ use crate::session::EXPIRY_NEVER;
 use crate::store::FlowChange;
 use crate::topic;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tern_codec::{ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion, QoS, ReasonCode};
 
 impl Connection {
@@ -63,7 +63,7 @@ impl Connection {
         {
             keep_alive = self.cfg.max_keepalive;
         }
-        self.keep_alive = (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive)));
+        self.keep_alive = keep_alive;
 
         self.will = c.will.map(|w| {
             let message = Message {
@@ -166,9 +166,8 @@ impl Connection {
             props.wildcard_subscription_available = Some(true);
             props.subscription_identifiers_available = Some(true);
             props.shared_subscription_available = Some(true);
-            if let Some(k) = self.keep_alive {
-                let secs = u16::try_from(k.as_secs()).unwrap_or(u16::MAX);
-                props.server_keep_alive = Some(secs);
+            if self.keep_alive != 0 {
+                props.server_keep_alive = Some(self.keep_alive);
             }
             if self.request_response_information {
                 props.response_information =
@@ -228,7 +227,8 @@ impl Connection {
         self.session = Some(session);
         self.pump(now);
 
-        while let Some(p) = self.early.pop_front() {
+        let mut early = self.early.take().unwrap_or_default();
+        while let Some(p) = early.pop_front() {
             if self.phase != Phase::Connected {
                 break;
             }

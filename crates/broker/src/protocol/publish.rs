@@ -27,12 +27,15 @@ impl Connection {
                 return self.fail(ReasonCode::TOPIC_ALIAS_INVALID);
             }
             if p.topic.is_empty() {
-                match self.inbound_aliases.get(&alias) {
+                match self.aliases.as_ref().and_then(|a| a.inbound.get(&alias)) {
                     Some(t) => p.topic = t.clone(),
                     None => return self.fail(ReasonCode::PROTOCOL_ERROR),
                 }
             } else {
-                self.inbound_aliases.insert(alias, p.topic.clone());
+                self.aliases
+                    .get_or_insert_default()
+                    .inbound
+                    .insert(alias, p.topic.clone());
             }
         }
         // No wildcards in a topic name [MQTT-3.3.2-2].
@@ -421,12 +424,13 @@ impl Connection {
         if max == 0 || !self.version.is_v5() {
             return;
         }
-        if let Some(&alias) = self.outbound_aliases.get(&p.topic) {
+        let outbound = &mut self.aliases.get_or_insert_default().outbound;
+        if let Some(&alias) = outbound.get(&p.topic) {
             p.properties.topic_alias = Some(alias);
             p.topic = ByteStr::new();
-        } else if self.outbound_aliases.len() < usize::from(max) {
-            let alias = u16::try_from(self.outbound_aliases.len() + 1).unwrap_or(max);
-            self.outbound_aliases.insert(p.topic.clone(), alias);
+        } else if outbound.len() < usize::from(max) {
+            let alias = u16::try_from(outbound.len() + 1).unwrap_or(max);
+            outbound.insert(p.topic.clone(), alias);
             p.properties.topic_alias = Some(alias);
         }
     }

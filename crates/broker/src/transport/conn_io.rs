@@ -101,12 +101,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ConnIo<S> {
         self.wbuf.len()
     }
 
-    /// Lets go of whichever buffer is empty, so an idle connection holds none.
+    /// Lets go of whichever buffer is empty, so an idle connection holds none. Even with no
+    /// capacity left, an empty buffer may still share the allocation of the packets decoded
+    /// from it (the CONNECT's, and the 40-byte header that sharing adds), so it is replaced
+    /// whenever it is empty.
     pub(crate) fn release_idle(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() != 0 {
+        if self.rbuf.is_empty() {
             self.rbuf = BytesMut::new();
         }
-        if self.wbuf.is_empty() && self.wbuf.capacity() != 0 {
+        if self.wbuf.is_empty() {
             self.wbuf = BytesMut::new();
         }
     }
@@ -160,6 +163,24 @@ mod tests {
 
         drop(b);
         assert_eq!(poll_fn(|cx| io.poll_io(cx, true)).await, IoEvent::Closed);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_keeps_no_share_of_decoded_packets_buffer() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut io = ConnIo::new(a);
+        b.write_all(b"connect!").await.unwrap();
+        assert_eq!(poll_fn(|cx| io.poll_io(cx, true)).await, IoEvent::Read);
+        // The codec takes whole packets off the front, as views of the same allocation: what
+        // is left is empty, with no capacity, and still shares it.
+        let packet = io.rbuf.split_to(8).freeze();
+        assert!(io.rbuf.is_empty());
+        assert_eq!(io.rbuf.capacity(), 0);
+        assert!(!packet.is_unique());
+        io.release_idle();
+        // The read buffer no longer holds the allocation a packet (its client id...) still uses.
+        assert!(packet.is_unique());
+        assert_eq!(&packet[..], b"connect!");
     }
 
     #[tokio::test]
