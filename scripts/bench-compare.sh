@@ -198,20 +198,28 @@ stop_broker() {
   BROKER_PID=""
 }
 
-# sampler PID OUT: every 100 ms, "utime+stime ticks, VmRSS kB, time" of PID, until it exits or is
-# killed.
+# sampler PID OUT: every 100 ms, "utime+stime ticks, resident KiB, time" of PID, until it exits or is
+# killed. Nothing in the loop forks (bash builtins only, and the pause is a read with a timeout
+# on a pipe nobody writes): a `cat`/`awk`/`sleep` every 100 ms would be run on the broker's CPU
+# too and show up in its latency tail. When pinning, the sampler itself runs on the load CPUs.
 sampler() {
-  local pid=$1 out=$2
+  local pid=$1 out=$2 stat rss _ never
+  never=$(mktemp -u "$WORK/never.XXXXXX")
+  mkfifo "$never"
+  exec {pause}<>"$never"
   while [ -r "/proc/$pid/stat" ]; do
-    local stat rss
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || break
-    rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || break
+    read -r stat <"/proc/$pid/stat" 2>/dev/null || break
+    # Resident pages, the second field of statm (VmRSS of /proc/PID/status, read in one line).
+    read -r _ rss _ <"/proc/$pid/statm" 2>/dev/null || break
+    rss=$(( rss * PAGE_KIB ))
     # Fields after the ")" that ends the command name: utime and stime are the 12th and 13th.
     stat=${stat##*) }
     set -- $stat
     echo "$(( ${12} + ${13} )) ${rss:-0} $EPOCHREALTIME"
-    sleep 0.1
+    read -r -t 0.1 -u "$pause" _ || true
   done >"$out"
+  exec {pause}>&-
+  rm -f "$never"
 }
 
 # Scenario name -> `tern bench` arguments.
@@ -232,6 +240,7 @@ bench_args() {
 STARTED=$(date +%s)
 LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 CLK_TCK=$(getconf CLK_TCK)
+PAGE_KIB=$(( $(getconf PAGESIZE) / 1024 ))
 [ -n "$FROM" ] || echo "== brokers: ${broker_list[*]}; scenarios: ${scenario_list[*]}; pin: $PIN; load average: $LOADAVG" >&2
 
 if [ -n "$FROM" ]; then
@@ -261,6 +270,7 @@ for scenario in "${scenario_list[@]}"; do
     samples=$WORK/$scenario-$broker.samples
     sampler "$BROKER_PID" "$samples" &
     SAMPLER_PID=$!
+    if [ "$PIN" = 1 ]; then taskset -p -c "$LOAD_CPUS" "$SAMPLER_PID" >/dev/null; fi
     load=()
     if [ "$PIN" = 1 ]; then load=(taskset -c "$LOAD_CPUS"); fi
     echo "== $scenario on $broker: ${run_bench[*]#"$ROOT"/}" >&2

@@ -14,10 +14,9 @@
 //! taskset -c 1 target/release/examples/latency_floor client 18830 1000 30
 //! ```
 //!
-//! `relay-spin` instead of `relay` polls without ever sleeping, to tell the cost of waking the
-//! relay's CPU from the rest.
-
-#![allow(clippy::expect_used)]
+//! `relay-spin` instead of `relay`, and `client-spin` instead of `client`, poll without ever
+//! sleeping: with both, neither CPU ever idles, and what tail remains is the host taking the
+//! virtual CPUs away (steal time), which no program inside the machine can avoid.
 
 use anyhow::{Context, bail};
 use std::time::Duration;
@@ -45,18 +44,24 @@ fn main() -> anyhow::Result<()> {
                 .block_on(relay(port))
         }
         Some("relay-spin") => relay_spin(u16::try_from(arg(1, "port")?)?),
-        Some("client") => {
+        Some(mode @ ("client" | "client-spin")) => {
             let port = u16::try_from(arg(1, "port")?)?;
             let (rate, secs) = (arg(2, "rate")?, arg(3, "seconds")?);
             let json = args.get(4).is_some_and(|a| a == "--json");
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?
-                .block_on(client(port, rate, secs, json))
+            let hist = if mode == "client" {
+                tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?
+                    .block_on(client(port, rate, secs))?
+            } else {
+                client_spin(port, rate, secs)?
+            };
+            report(&hist, rate.saturating_mul(secs), json);
+            Ok(())
         }
-        _ => {
-            bail!("usage: latency_floor relay|relay-spin PORT | client PORT RATE SECONDS [--json]")
-        }
+        _ => bail!(
+            "usage: latency_floor relay|relay-spin PORT | client|client-spin PORT RATE SECONDS [--json]"
+        ),
     }
 }
 
@@ -123,22 +128,34 @@ fn echo_spinning(mut stream: std::net::TcpStream) -> anyhow::Result<()> {
     }
 }
 
-/// Sends `rate` records a second for `secs` seconds and prints the round trip's percentiles, as a
-/// line of text or, with `json`, shaped like the latency part of a `tern bench --json` report.
-async fn client(port: u16, rate: u64, secs: u64, json: bool) -> anyhow::Result<()> {
+type Histogram = hdrhistogram::Histogram<u64>;
+
+fn new_histogram() -> anyhow::Result<Histogram> {
+    Ok(Histogram::new_with_bounds(1, 60_000_000_000, 3)?)
+}
+
+/// The stamp (ns since the client started) at the head of a record.
+fn stamp_of(rec: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&rec[..8]);
+    u64::from_le_bytes(b)
+}
+
+/// Sends `rate` records a second for `secs` seconds on a tokio runtime (a task that sleeps
+/// until each send, another that reads), like `tern bench`; the round trips' histogram.
+async fn client(port: u16, rate: u64, secs: u64) -> anyhow::Result<Histogram> {
     let stream = TcpStream::connect(("127.0.0.1", port)).await?;
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = stream.into_split();
     let base = Instant::now();
     let total = rate.saturating_mul(secs);
     let reader = tokio::spawn(async move {
-        let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+        let mut hist = new_histogram()?;
         let mut rec = [0u8; RECORD];
         for _ in 0..total {
             rd.read_exact(&mut rec).await?;
-            let sent = u64::from_le_bytes(rec[..8].try_into().expect("8 bytes"));
             let now = u64::try_from(base.elapsed().as_nanos())?;
-            hist.record(now.saturating_sub(sent).max(1))?;
+            hist.record(now.saturating_sub(stamp_of(&rec)).max(1))?;
         }
         anyhow::Ok(hist)
     });
@@ -150,14 +167,63 @@ async fn client(port: u16, rate: u64, secs: u64, json: bool) -> anyhow::Result<(
         rec[..8].copy_from_slice(&sent.to_le_bytes());
         wr.write_all(&rec).await?;
     }
-    let hist = reader.await??;
+    reader.await?
+}
+
+/// Like [`client`], but one thread that never sleeps: it polls the clock for each send and a
+/// non-blocking socket for the echoes, so no wake-up of the client's CPU is measured either.
+fn client_spin(port: u16, rate: u64, secs: u64) -> anyhow::Result<Histogram> {
+    use std::io::{ErrorKind, Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_nodelay(true)?;
+    stream.set_nonblocking(true)?;
+    let base = std::time::Instant::now();
+    let period = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let total = rate.saturating_mul(secs);
+    let mut hist = new_histogram()?;
+    let (mut sent, mut pending, mut chunk) = (0u64, Vec::new(), [0u8; 4096]);
+    while hist.len() < total {
+        if sent < total && base.elapsed() >= period.mul_f64(sent as f64) {
+            let mut rec = [0xA5u8; RECORD];
+            rec[..8].copy_from_slice(&u64::try_from(base.elapsed().as_nanos())?.to_le_bytes());
+            let mut out = &rec[..];
+            while !out.is_empty() {
+                match stream.write(out) {
+                    Ok(n) => out = &out[n..],
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => std::hint::spin_loop(),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            sent += 1;
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) => bail!("the relay closed the connection"),
+            Ok(n) => {
+                let now = u64::try_from(base.elapsed().as_nanos())?;
+                pending.extend_from_slice(&chunk[..n]);
+                let whole = pending.len() - pending.len() % RECORD;
+                for rec in pending[..whole].chunks_exact(RECORD) {
+                    hist.record(now.saturating_sub(stamp_of(rec)).max(1))?;
+                }
+                pending.drain(..whole);
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::hint::spin_loop(),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(hist)
+}
+
+/// Prints the percentiles as a line of text or, with `json`, shaped like the latency part of a
+/// `tern bench --json` report.
+fn report(hist: &Histogram, expected: u64, json: bool) {
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1000.0;
     if json {
         let report = serde_json::json!({
             "scenario": "latency-floor",
             "messages": {
-                "expected": total,
-                "lost": total.saturating_sub(hist.len()),
+                "expected": expected,
+                "lost": expected.saturating_sub(hist.len()),
                 "latency_us": {
                     "count": hist.len(),
                     "p50": us(0.5),
@@ -169,15 +235,14 @@ async fn client(port: u16, rate: u64, secs: u64, json: bool) -> anyhow::Result<(
             "errors": [],
         });
         println!("{report}");
-        return Ok(());
+    } else {
+        println!(
+            "records {} p50 {:.0} us p99 {:.0} us p99.9 {:.0} us max {:.0} us",
+            hist.len(),
+            us(0.5),
+            us(0.99),
+            us(0.999),
+            hist.max() as f64 / 1000.0
+        );
     }
-    println!(
-        "records {} p50 {:.0} us p99 {:.0} us p99.9 {:.0} us max {:.0} us",
-        hist.len(),
-        us(0.5),
-        us(0.99),
-        us(0.999),
-        hist.max() as f64 / 1000.0
-    );
-    Ok(())
 }
