@@ -131,7 +131,9 @@ start_broker() {
   case "$name" in
     tern|tern-unpinned)
       # In memory (persistence off, as for Mosquitto), from its own directory in case it writes.
-      (cd "$dir" && exec "${pin[@]}" "$TERN" broker --memory --listen "127.0.0.1:$port") >"$dir/log" 2>&1 &
+      # Warnings and errors only, as Mosquitto is configured below (`log_type error`/`warning`):
+      # at its default level Tern writes a line per connect and disconnect.
+      (cd "$dir" && RUST_LOG=warn exec "${pin[@]}" "$TERN" broker --memory --listen "127.0.0.1:$port") >"$dir/log" 2>&1 &
       ;;
     mosquitto)
       cat >"$dir/mosquitto.conf" <<EOF
@@ -430,7 +432,7 @@ out.append("- Pinning: " + ("broker on CPU 0, load generator on the other CPUs (
 if "mosquitto" in brokers:
     out.append(f"- Mosquitto: {mosq or 'mosquitto'}, `set_tcp_nodelay true`, `max_inflight_messages 100`, persistence off, other settings default (notably `max_queued_messages 1000`: beyond it Mosquitto drops QoS 1 messages for a slow subscriber, which shows as lost).")
 if "tern" in brokers or "tern-unpinned" in brokers:
-    out.append("- Tern: `tern broker --memory` (persistence off), default limits.")
+    out.append("- Tern: `tern broker --memory` (persistence off), default limits, `RUST_LOG=warn` (warnings and errors logged, as Mosquitto here).")
 if "rumqttd" in brokers:
     out.append(f"- rumqttd: {rumq}, `next_connection_delay_ms = 0`, `max_connections = 30010`, `max_inflight_count = 100`.")
 out.append("- Figures: delivered msg/s = messages received by all subscribers / time from the start of publishing to the last one received; latency is end to end (publisher send to subscriber receive); broker CPU is its CPU time from the start of publishing to the last delivery over that time (100 % = one core; whole run for `conn`), load generator CPU is `tern bench`'s over its whole run (when it nears 100 % of its CPUs, the figure measures the generator, not the broker); RSS from /proc/PID/status. RSS per idle connection = (peak − start RSS) / connections. ⚠ marks a run that reported errors.")

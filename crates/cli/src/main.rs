@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 
 mod bench;
 mod broker;
@@ -64,7 +65,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Installs the log subscriber: `info` by default, `debug` with `verbose`; `RUST_LOG` overrides.
+/// Installs the log subscriber on standard error (colours only on a terminal): `info` by default,
+/// `debug` with `verbose`; `RUST_LOG` overrides.
 pub(crate) fn init_tracing(verbose: bool) {
     // The store's own engine logs every flush at info: keep it to warnings unless asked.
     let default = if verbose {
@@ -76,6 +78,7 @@ pub(crate) fn init_tracing(verbose: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
