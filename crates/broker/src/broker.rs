@@ -260,7 +260,7 @@ pub(crate) struct Shared {
     hooks: Vec<Arc<dyn PublishHook>>,
     online: Vec<Shard>,
     hasher: crate::router::FastState,
-    pending_wills: Mutex<HashMap<Arc<str>, (u64, CancellationToken)>>,
+    pending_wills: Mutex<HashMap<Arc<str>, (u64, CancellationToken), crate::router::FastState>>,
     pub(crate) stats: Stats,
     /// How long a full mailbox of a connected client may pause its publishers without making
     /// progress before deliveries to it are dropped; zero: drop at once.
@@ -622,7 +622,7 @@ impl Broker {
                 .map(|_| Mutex::new(Registry::default()))
                 .collect(),
             hasher: crate::router::FastState::default(),
-            pending_wills: Mutex::new(HashMap::new()),
+            pending_wills: Mutex::new(HashMap::default()),
             stats: Stats::default(),
             slow_consumer_timeout: Duration::from_secs(self.config.broker.slow_consumer_timeout),
             next_id: AtomicU64::new(1),

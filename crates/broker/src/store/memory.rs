@@ -5,10 +5,11 @@
 
 use super::{RetainedStore, SessionStore, StoredSubscriptions};
 use crate::message::{Delivery, Message};
+use crate::router::FastState;
 use crate::session::{EXPIRY_NEVER, QueueLimits, QueueOutcome, SessionState};
 use crate::topic;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,15 +22,17 @@ struct Stored {
 
 /// Offline sessions in this process's memory.
 pub struct MemorySessionStore {
-    shards: Vec<Mutex<HashMap<Arc<str>, Stored>>>,
-    hasher: RandomState,
+    shards: Vec<Mutex<HashMap<Arc<str>, Stored, FastState>>>,
+    hasher: FastState,
 }
 
 impl Default for MemorySessionStore {
     fn default() -> Self {
         MemorySessionStore {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
+            hasher: FastState::default(),
         }
     }
 }
@@ -48,7 +51,7 @@ impl MemorySessionStore {
         Self::default()
     }
 
-    fn shard(&self, client_id: &str) -> MutexGuard<'_, HashMap<Arc<str>, Stored>> {
+    fn shard(&self, client_id: &str) -> MutexGuard<'_, HashMap<Arc<str>, Stored, FastState>> {
         let i = (self.hasher.hash_one(client_id) as usize) % SHARDS;
         // `i < SHARDS == shards.len()`: the modulo keeps the index in range.
         let shard = &self.shards[i];
@@ -138,7 +141,7 @@ impl SessionStore for MemorySessionStore {
 /// Retained messages in this process's memory.
 #[derive(Debug, Default)]
 pub struct MemoryRetainedStore {
-    messages: RwLock<HashMap<Box<str>, Arc<Message>>>,
+    messages: RwLock<HashMap<Box<str>, Arc<Message>, FastState>>,
 }
 
 impl MemoryRetainedStore {
