@@ -16,10 +16,7 @@ use std::time::Duration;
 use tern_broker::session::OutgoingState;
 use tern_broker::store::SessionStore;
 use tern_broker::store::fjall_store::FjallStore;
-use tern_codec::{
-    ByteStr, Packet, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, QoS, Subscribe,
-    SubscriptionOptions,
-};
+use tern_codec::{ByteStr, Packet, ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, QoS};
 
 /// A raw MQTT 3.1.1 client with a persistent session (clean session 0).
 async fn persistent(addr: std::net::SocketAddr, id: &str) -> (Raw, bool) {
@@ -67,19 +64,7 @@ async fn connected_session_in_flight_state_survives_a_crash() {
     let (broker, addr) = start(&store).await;
 
     let (mut sub, _) = persistent(addr, "live").await;
-    sub.send(&Packet::Subscribe(Subscribe {
-        packet_id: 1,
-        filters: vec![(
-            ByteStr::from("t/#"),
-            SubscriptionOptions {
-                qos: QoS::ExactlyOnce,
-                ..Default::default()
-            },
-        )],
-        ..Default::default()
-    }))
-    .await;
-    assert!(matches!(sub.recv().await, Some(Packet::SubAck(_))));
+    sub.subscribe("t/#", QoS::ExactlyOnce).await;
 
     // A persistent publisher: QoS 1 a0..a2, QoS 2 b0..b2 (completed), and two QoS 2 flows of
     // its own left at PUBREC (id 70) and completed (id 71).
@@ -241,19 +226,7 @@ async fn clean_session_subscriber_writes_nothing() {
     sub.send(&connect_packet(ProtocolVersion::V311, "clean", 60))
         .await;
     assert!(matches!(sub.recv().await, Some(Packet::ConnAck(_))));
-    sub.send(&Packet::Subscribe(Subscribe {
-        packet_id: 1,
-        filters: vec![(
-            ByteStr::from("t/#"),
-            SubscriptionOptions {
-                qos: QoS::AtLeastOnce,
-                ..Default::default()
-            },
-        )],
-        ..Default::default()
-    }))
-    .await;
-    assert!(matches!(sub.recv().await, Some(Packet::SubAck(_))));
+    sub.subscribe("t/#", QoS::AtLeastOnce).await;
     let (mut publ, _) = persistent(addr, "pub2").await;
     publ.send(&publish("t/x", "m", QoS::AtLeastOnce, 1)).await;
     assert!(matches!(publ.recv().await, Some(Packet::PubAck(_))));
@@ -341,19 +314,7 @@ async fn delayed_wills_survive_a_restart() {
     let (broker, addr) = start(&store).await;
     // A persistent subscriber to the wills, offline during the test.
     let (mut sub, _) = persistent(addr, "watcher").await;
-    sub.send(&Packet::Subscribe(Subscribe {
-        packet_id: 1,
-        filters: vec![(
-            ByteStr::from("will/#"),
-            SubscriptionOptions {
-                qos: QoS::AtLeastOnce,
-                ..Default::default()
-            },
-        )],
-        ..Default::default()
-    }))
-    .await;
-    assert!(matches!(sub.recv().await, Some(Packet::SubAck(_))));
+    sub.subscribe("will/#", QoS::AtLeastOnce).await;
     drop(sub);
     // Due 1 s after: passes while the broker is down. Due 4 s after: after the restart.
     // Due 3 s after, but its client comes back after the restart: never published.

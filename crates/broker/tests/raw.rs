@@ -48,20 +48,6 @@ fn publish(topic: &str, qos: QoS, id: u16, payload: &'static [u8]) -> Packet {
     })
 }
 
-fn subscribe(filter: &str, qos: QoS) -> Packet {
-    Packet::Subscribe(Subscribe {
-        packet_id: 1,
-        filters: vec![(
-            filter.into(),
-            SubscriptionOptions {
-                qos,
-                ..Default::default()
-            },
-        )],
-        properties: Default::default(),
-    })
-}
-
 fn disconnect_reason(packets: &[Packet]) -> Option<ReasonCode> {
     packets.iter().find_map(|p| match p {
         Packet::Disconnect(d) => Some(d.reason_code),
@@ -99,7 +85,7 @@ async fn first_packet_not_connect_closes_without_answer_mqtt_3_1_0_1() {
 async fn garbage_closes_one_connection_others_unaffected() {
     let (broker, addr) = start().await;
     let (mut good, _) = raw_connected(addr, connect_v5("good", true, None)).await;
-    good.send(&subscribe("g", QoS::AtMostOnce)).await;
+    good.send(&subscribe_packet("g", QoS::AtMostOnce)).await;
     assert!(matches!(good.recv().await, Some(Packet::SubAck(_))));
 
     let mut bad = Raw::connect(addr).await;
@@ -136,7 +122,9 @@ async fn connect_timeout_closes_silent_socket() {
 async fn keep_alive_timeout_disconnects_with_0x8d_and_sends_will_mqtt_3_1_2_24() {
     let (broker, addr) = start().await;
     let (mut watcher, _) = raw_connected(addr, connect_v5("w", true, None)).await;
-    watcher.send(&subscribe("will", QoS::AtMostOnce)).await;
+    watcher
+        .send(&subscribe_packet("will", QoS::AtMostOnce))
+        .await;
     watcher.recv().await;
 
     let mut r = Raw::connect(addr).await;
@@ -252,7 +240,8 @@ async fn broker_assigns_outbound_topic_aliases_up_to_client_maximum() {
         c.properties.topic_alias_maximum = Some(4);
     }
     let (mut r, _) = raw_connected(addr, c).await;
-    r.send(&subscribe("long/topic/name", QoS::AtMostOnce)).await;
+    r.send(&subscribe_packet("long/topic/name", QoS::AtMostOnce))
+        .await;
     r.recv().await;
     let (mut p, _) = raw_connected(addr, connect_v5("p", true, None)).await;
     p.send(&publish("long/topic/name", QoS::AtMostOnce, 0, b"1"))
@@ -276,7 +265,7 @@ async fn broker_assigns_outbound_topic_aliases_up_to_client_maximum() {
 async fn qos2_exactly_once_across_publisher_reconnect_mqtt_4_3_3() {
     let (broker, addr) = start().await;
     let (mut sub, _) = raw_connected(addr, connect_v5("sub", true, None)).await;
-    sub.send(&subscribe("once", QoS::ExactlyOnce)).await;
+    sub.send(&subscribe_packet("once", QoS::ExactlyOnce)).await;
     sub.recv().await;
 
     let (mut p, _) = raw_connected(addr, connect_v5("pub2", false, Some(60))).await;
@@ -317,7 +306,7 @@ async fn qos2_exactly_once_across_publisher_reconnect_mqtt_4_3_3() {
 async fn unacked_qos1_redelivered_with_dup_on_resumption_mqtt_4_4_0_1() {
     let (broker, addr) = start().await;
     let (mut s, _) = raw_connected(addr, connect_v5("forgetful", false, Some(60))).await;
-    s.send(&subscribe("r", QoS::AtLeastOnce)).await;
+    s.send(&subscribe_packet("r", QoS::AtLeastOnce)).await;
     s.recv().await;
     let (mut p, _) = raw_connected(addr, connect_v5("p", true, None)).await;
     p.send(&publish("r", QoS::AtLeastOnce, 1, b"again")).await;
@@ -342,7 +331,7 @@ async fn unacked_qos1_redelivered_with_dup_on_resumption_mqtt_4_4_0_1() {
 async fn disconnect_with_will_message_0x04_publishes_will() {
     let (broker, addr) = start().await;
     let (mut w, _) = raw_connected(addr, connect_v5("w", true, None)).await;
-    w.send(&subscribe("lw", QoS::AtMostOnce)).await;
+    w.send(&subscribe_packet("lw", QoS::AtMostOnce)).await;
     w.recv().await;
     let mut c = connect_v5("leaver", true, None);
     if let Packet::Connect(c) = &mut c {
@@ -368,7 +357,7 @@ async fn disconnect_with_will_message_0x04_publishes_will() {
 async fn dollar_topics_not_matched_by_leading_wildcard_mqtt_4_7_2_1() {
     let (broker, addr) = start().await;
     let (mut all, _) = raw_connected(addr, connect_v5("all", true, None)).await;
-    all.send(&subscribe("#", QoS::AtMostOnce)).await;
+    all.send(&subscribe_packet("#", QoS::AtMostOnce)).await;
     all.recv().await;
     let (mut p, _) = raw_connected(addr, connect_v5("p", true, None)).await;
     p.send(&publish("$internal/x", QoS::AtMostOnce, 0, b"hidden"))
@@ -385,7 +374,7 @@ async fn mqtt_3_1_mqisdp_client_connects_and_publishes() {
     let (mut r, ack) =
         raw_connected(addr, connect_packet(ProtocolVersion::V31, "old-client", 30)).await;
     assert_eq!(ack.reason_code, ReasonCode::SUCCESS);
-    r.send(&subscribe("legacy", QoS::AtLeastOnce)).await;
+    r.send(&subscribe_packet("legacy", QoS::AtLeastOnce)).await;
     assert!(
         matches!(r.recv().await, Some(Packet::SubAck(s)) if s.reason_codes == [ReasonCode::GRANTED_QOS_1])
     );
@@ -435,7 +424,8 @@ async fn shared_group_skips_member_whose_queue_is_full() {
     let (mut a, _) = raw_connected(addr, slow).await;
     let (mut b, _) = raw_connected(addr, connect_v5("fast", true, None)).await;
     for r in [&mut a, &mut b] {
-        r.send(&subscribe("$share/g/job", QoS::AtLeastOnce)).await;
+        r.send(&subscribe_packet("$share/g/job", QoS::AtLeastOnce))
+            .await;
         assert!(matches!(r.recv().await, Some(Packet::SubAck(_))));
     }
     let (mut p, _) = raw_connected(addr, connect_v5("p", true, None)).await;
@@ -464,7 +454,7 @@ async fn client_that_never_reads_is_bounded_and_others_unaffected() {
     cfg.broker.slow_consumer_timeout = 1;
     let (broker, addr) = start_with(cfg).await;
     let (mut sink, _) = raw_connected(addr, connect_v5("sink", true, None)).await;
-    sink.send(&subscribe("flood", QoS::AtMostOnce)).await;
+    sink.send(&subscribe_packet("flood", QoS::AtMostOnce)).await;
     assert!(matches!(sink.recv().await, Some(Packet::SubAck(_))));
     // From here `sink` never reads again.
     let (mut p, _) = raw_connected(addr, connect_v5("p", true, None)).await;
@@ -523,7 +513,7 @@ async fn qos1_fan_in_to_slow_subscriber_pauses_publishers_and_loses_nothing() {
         c.properties.receive_maximum = Some(1);
     }
     let (mut s, _) = raw_connected(addr, sub).await;
-    s.send(&subscribe("in/#", QoS::AtLeastOnce)).await;
+    s.send(&subscribe_packet("in/#", QoS::AtLeastOnce)).await;
     assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
     let mut pubs = Vec::new();
     for (id, topic) in [("p1", "in/1"), ("p2", "in/2")] {
@@ -559,7 +549,7 @@ async fn qos0_fan_in_to_slow_subscriber_pauses_publishers_and_loses_nothing() {
     cfg.broker.max_queued_messages = 10;
     let (broker, addr) = start_with(cfg).await;
     let (mut s, _) = raw_connected(addr, connect_v5("slow", true, None)).await;
-    s.send(&subscribe("in/#", QoS::AtMostOnce)).await;
+    s.send(&subscribe_packet("in/#", QoS::AtMostOnce)).await;
     assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
     let mut pubs = Vec::new();
     for (id, topic) in [("p1", "in/1"), ("p2", "in/2")] {
@@ -610,7 +600,7 @@ async fn qos1_to_subscriber_that_never_acks_drops_after_slow_consumer_timeout() 
         c.properties.receive_maximum = Some(1);
     }
     let (mut s, _) = raw_connected(addr, sub).await;
-    s.send(&subscribe("in", QoS::AtLeastOnce)).await;
+    s.send(&subscribe_packet("in", QoS::AtLeastOnce)).await;
     assert!(matches!(s.recv().await, Some(Packet::SubAck(_))));
     // `dead` never acknowledges: the publisher is paused, then goes on once the timeout is over.
     let (p, _) = raw_connected(addr, connect_v5("p", true, None)).await;

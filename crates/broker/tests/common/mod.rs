@@ -257,6 +257,12 @@ impl Raw {
         }
     }
 
+    /// Subscribes to one filter and expects the SUBACK.
+    pub async fn subscribe(&mut self, filter: &str, qos: tern_codec::QoS) {
+        self.send(&subscribe_packet(filter, qos)).await;
+        assert!(matches!(self.recv().await, Some(Packet::SubAck(_))));
+    }
+
     pub async fn send(&mut self, p: &Packet) {
         let mut b = BytesMut::new();
         tern_codec::encode(p, self.version, &mut b).unwrap();
@@ -291,6 +297,21 @@ impl Raw {
         }
         v
     }
+}
+
+/// A SUBSCRIBE (packet identifier 1) to one filter at `qos`.
+pub fn subscribe_packet(filter: &str, qos: tern_codec::QoS) -> Packet {
+    Packet::Subscribe(tern_codec::Subscribe {
+        packet_id: 1,
+        filters: vec![(
+            filter.into(),
+            tern_codec::SubscriptionOptions {
+                qos,
+                ..Default::default()
+            },
+        )],
+        properties: Default::default(),
+    })
 }
 
 pub fn connect_packet(v: ProtocolVersion, id: &str, keep_alive: u16) -> Packet {
