@@ -1153,19 +1153,10 @@ mod tests {
                 body.extend_from_slice(&props);
             }
             body.extend_from_slice(&payload);
-            let mut packet = vec![byte1];
-            let mut remaining = body.len();
-            loop {
-                let b = (remaining & 0x7F) as u8;
-                remaining >>= 7;
-                packet.push(if remaining > 0 { b | 0x80 } else { b });
-                if remaining == 0 {
-                    break;
-                }
-            }
-            packet.extend_from_slice(&body);
+            let mut buf = BytesMut::from(&[byte1][..]);
+            crate::encode::put_vbi(&mut buf, body.len() as u32);
+            buf.extend_from_slice(&body);
 
-            let mut buf = BytesMut::from(&packet[..]);
             let fast = decode(&mut buf, version, usize::MAX);
             let general = decode_publish(byte1, Bytes::from(body), version);
             prop_assert_eq!(&fast, &general);

@@ -589,7 +589,8 @@ fn connect_len(c: &Connect) -> Result<usize, EncodeError> {
 // ---------------------------------------------------------------------------------------------
 // Writers. Every length was checked by `remaining_len`.
 
-fn put_vbi(buf: &mut BytesMut, mut v: u32) {
+/// Writes `v` as a variable byte integer.
+pub(crate) fn put_vbi(buf: &mut BytesMut, mut v: u32) {
     loop {
         let mut b = (v & 0x7F) as u8;
         v >>= 7;
