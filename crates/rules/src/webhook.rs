@@ -6,6 +6,9 @@
 //! timeout per attempt and exponential back-off between attempts; connection errors, timeouts, 429
 //! and 5xx are retried, other statuses fail at once.
 //!
+//! The HTTP client (TLS roots, connection pool) is built on the first job, not at start: loading
+//! the root certificates costs a broker with no webhook rule ~10 M instructions at start-up.
+//!
 //! Shutdown: drop every clone of the dispatcher; the worker finishes the queued and in-flight jobs
 //! and the [`tokio::task::JoinHandle`] returned by [`WebhookDispatcher::start`] completes.
 
@@ -45,9 +48,6 @@ impl Default for DispatcherConfig {
 /// Why the dispatcher could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    /// The HTTP client could not be built (TLS set-up).
-    #[error("cannot build the webhook HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
     /// `queue_capacity` or `concurrency` is 0.
     #[error("webhook dispatcher: {0} must be at least 1")]
     Zero(&'static str),
@@ -66,8 +66,8 @@ struct Inner {
 }
 
 impl WebhookDispatcher {
-    /// Starts the worker on the current tokio runtime. Installs rustls' ring provider as the
-    /// process default if none is installed yet.
+    /// Starts the worker on the current tokio runtime; the HTTP client is built on the first
+    /// job. Installs rustls' ring provider as the process default if none is installed yet.
     pub fn start(
         cfg: DispatcherConfig,
     ) -> Result<(WebhookDispatcher, tokio::task::JoinHandle<()>), WebhookError> {
@@ -81,11 +81,8 @@ impl WebhookDispatcher {
             // Losing a race with another installer is fine: some provider is then installed.
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("tern-rules/", env!("CARGO_PKG_VERSION")))
-            .build()?;
         let (tx, rx) = mpsc::channel(cfg.queue_capacity);
-        let handle = tokio::spawn(run(rx, client, cfg));
+        let handle = tokio::spawn(run(rx, cfg));
         Ok((
             WebhookDispatcher {
                 inner: Arc::new(Inner {
@@ -128,14 +125,33 @@ impl WebhookDispatcher {
     }
 }
 
-async fn run(mut rx: mpsc::Receiver<WebhookJob>, client: reqwest::Client, cfg: DispatcherConfig) {
+/// The HTTP client all webhooks share.
+fn build_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("tern-rules/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+async fn run(mut rx: mpsc::Receiver<WebhookJob>, cfg: DispatcherConfig) {
     let permits = Arc::new(Semaphore::new(cfg.concurrency));
     let mut tasks = JoinSet::new();
+    let mut client: Option<reqwest::Client> = None;
     while let Some(job) = rx.recv().await {
+        let client = match &client {
+            Some(c) => c.clone(),
+            None => match build_client() {
+                Ok(c) => client.insert(c).clone(),
+                Err(e) => {
+                    // Tried again with the next job; this one counts as failed.
+                    job.metrics.action_failed();
+                    tracing::error!(rule_id = &*job.rule_id, url = job.url, error = %e, "cannot build the webhook HTTP client");
+                    continue;
+                }
+            },
+        };
         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
             break;
         };
-        let client = client.clone();
         let cfg = cfg.clone();
         tasks.spawn(async move {
             deliver(&client, job, &cfg).await;
