@@ -1,6 +1,7 @@
 //! A subscriber's side of delivery, per message: a session's queue (enqueue, dequeue) and the
 //! connection state machine taking deliveries and turning them into PUBLISH packets, at QoS 0
-//! and at QoS 1 with a full in-flight window of 100 (each PUBACK lets the next message out).
+//! and at QoS 1 with a full in-flight window of 100 and of 10,000 (each PUBACK lets the next
+//! message out).
 //! Figures go in `docs/benchmarks.md` under "Router and delivery".
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -30,9 +31,14 @@ fn delivery(qos: QoS) -> Delivery {
     }
 }
 
-/// A connection past CONNACK, as the broker holds it for a connected subscriber.
-fn connected(now: Instant) -> Connection {
-    let mut c = Connection::new(Arc::new(ProtocolConfig::default()), Arc::new(AllowAll), now);
+/// A connection past CONNACK, as the broker holds it for a connected subscriber, with an
+/// in-flight window of `max_inflight`.
+fn connected(now: Instant, max_inflight: u16) -> Connection {
+    let config = ProtocolConfig {
+        max_inflight,
+        ..ProtocolConfig::default()
+    };
+    let mut c = Connection::new(Arc::new(config), Arc::new(AllowAll), now);
     let connect = Connect {
         protocol: ProtocolVersion::V311,
         clean_start: true,
@@ -84,7 +90,7 @@ fn bench(c: &mut Criterion) {
     });
 
     // QoS 0: a delivery becomes a PUBLISH, encoded into the write buffer.
-    let mut conn = connected(now);
+    let mut conn = connected(now, 100);
     let d0 = delivery(QoS::AtMostOnce);
     let mut wbuf = BytesMut::with_capacity(64 * 1024);
     g.bench_function("deliver_encode_qos0", |b| {
@@ -98,34 +104,40 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    // QoS 1 with the in-flight window (100) full: each delivery waits in the connection until
-    // the oldest message's PUBACK opens the window, then goes out with a fresh packet id.
-    let mut conn = connected(now);
-    let mut in_flight = VecDeque::new();
-    for _ in 0..101 {
-        conn.deliver(d1.clone(), now);
-        while let Some(p) = conn.poll_transmit() {
-            if let Packet::Publish(p) = p {
-                in_flight.push_back(p.packet_id);
+    // QoS 1 with the in-flight window full: each delivery waits in the connection until the
+    // oldest message's PUBACK opens the window, then goes out with a fresh packet id.
+    for window in [100u16, 10_000] {
+        let mut conn = connected(now, window);
+        let mut in_flight = VecDeque::new();
+        for _ in 0..=window {
+            conn.deliver(d1.clone(), now);
+            while let Some(p) = conn.poll_transmit() {
+                if let Packet::Publish(p) = p {
+                    in_flight.push_back(p.packet_id);
+                }
             }
         }
+        assert_eq!(
+            in_flight.len(),
+            usize::from(window),
+            "the window is full, one waits"
+        );
+        g.bench_function(format!("deliver_encode_puback_qos1_window_{window}"), |b| {
+            b.iter(|| {
+                conn.deliver(d1.clone(), now);
+                let oldest = in_flight.pop_front().unwrap();
+                conn.handle_packet(Packet::PubAck(PubAck::new(oldest)), now);
+                let Some(Packet::Publish(p)) = conn.poll_transmit() else {
+                    panic!("the PUBACK let no message out")
+                };
+                in_flight.push_back(p.packet_id);
+                if wbuf.len() > 60 * 1024 {
+                    wbuf.clear();
+                }
+                tern_codec::encode(&Packet::Publish(p), ProtocolVersion::V311, &mut wbuf).unwrap();
+            })
+        });
     }
-    assert_eq!(in_flight.len(), 100, "the window holds 100, one waits");
-    g.bench_function("deliver_encode_puback_qos1_window_100", |b| {
-        b.iter(|| {
-            conn.deliver(d1.clone(), now);
-            let oldest = in_flight.pop_front().unwrap();
-            conn.handle_packet(Packet::PubAck(PubAck::new(oldest)), now);
-            let Some(Packet::Publish(p)) = conn.poll_transmit() else {
-                panic!("the PUBACK let no message out")
-            };
-            in_flight.push_back(p.packet_id);
-            if wbuf.len() > 60 * 1024 {
-                wbuf.clear();
-            }
-            tern_codec::encode(&Packet::Publish(p), ProtocolVersion::V311, &mut wbuf).unwrap();
-        })
-    });
     g.finish();
 }
 

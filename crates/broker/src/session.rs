@@ -89,7 +89,34 @@ pub struct SessionState {
     /// Messages dropped by the queue limits over the session's life.
     pub dropped: u64,
     /// Last packet identifier handed out.
-    pub last_packet_id: u16,
+    last_packet_id: u16,
+    /// How many identifiers after `last_packet_id` are known to be free.
+    free_ids: FreeIds,
+}
+
+/// How many packet identifiers after the last one handed out are known to be free. It lets
+/// [`SessionState::next_packet_id`] hand out an identifier without scanning the in-flight window
+/// (with 65,535 messages in flight, a scan per message made filling the window quadratic); the
+/// window is scanned once when the run is used up, or after
+/// [`SessionState::set_last_packet_id`]. Valid as long as only identifiers from
+/// `next_packet_id` enter the window (or the run is empty when others do, as in a session being
+/// restored), which a debug assertion checks. A cache, not part of the session: it never makes
+/// two sessions unequal. Two bytes, in what was padding: the session lives in every
+/// connection's task.
+#[derive(Debug, Clone, Copy, Default)]
+struct FreeIds(u16);
+
+impl PartialEq for FreeIds {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for FreeIds {}
+
+/// The identifier after `id` on the cycle 1..=65535 (0, none yet, is followed by 1).
+fn following_id(id: u16) -> u16 {
+    if id == u16::MAX { 1 } else { id + 1 }
 }
 
 impl SessionState {
@@ -105,6 +132,7 @@ impl SessionState {
             queue_bytes: 0,
             dropped: 0,
             last_packet_id: 0,
+            free_ids: FreeIds::default(),
         }
     }
 
@@ -142,16 +170,72 @@ impl SessionState {
 
     /// The next free packet identifier, skipping those in flight [MQTT-2.2.1-3].
     pub fn next_packet_id(&mut self) -> u16 {
-        loop {
-            self.last_packet_id = self.last_packet_id.wrapping_add(1);
-            if self.last_packet_id == 0 {
-                self.last_packet_id = 1;
-            }
-            let id = self.last_packet_id;
-            if !self.outgoing.iter().any(|o| o.packet_id == id) {
-                return id;
+        if self.free_ids.0 == 0 {
+            let (after, count) = self.scan_free_ids();
+            self.last_packet_id = after;
+            self.free_ids = FreeIds(count);
+        }
+        let id = following_id(self.last_packet_id);
+        self.last_packet_id = id;
+        self.free_ids.0 = self.free_ids.0.saturating_sub(1);
+        debug_assert!(
+            !self.outgoing.iter().any(|o| o.packet_id == id),
+            "packet identifier {id} handed out while in flight"
+        );
+        id
+    }
+
+    /// The last packet identifier handed out (0: none yet).
+    pub fn last_packet_id(&self) -> u16 {
+        self.last_packet_id
+    }
+
+    /// Sets the last packet identifier handed out (a restored session's); the next one is
+    /// searched for from there.
+    pub fn set_last_packet_id(&mut self, id: u16) {
+        self.last_packet_id = id;
+        self.free_ids = FreeIds(0);
+    }
+
+    /// The first run of free identifiers after `last_packet_id`, from one pass over the window:
+    /// the identifier before the run, and the run's length (0 when all 65,535 are in flight).
+    /// Identifiers are placed by their distance from `last_packet_id` on the cycle 1..=65535
+    /// (1 for the next one, 65,535 for `last_packet_id` itself).
+    fn scan_free_ids(&self) -> (u16, u16) {
+        const IDS: u32 = u16::MAX as u32;
+        // Position of `last_packet_id` on the cycle, counted from identifier 1 at position 0
+        // (none handed out yet, 0, sits where 65,535 does: identifier 1 comes next).
+        let last = (u32::from(self.last_packet_id) + IDS - 1) % IDS;
+        let id_at = |distance: u32| ((last + distance) % IDS) as u16 + 1;
+        let mut used: Vec<u32> = self
+            .outgoing
+            .iter()
+            .filter(|o| o.packet_id != 0)
+            .map(|o| match (u32::from(o.packet_id) - 1 + IDS - last) % IDS {
+                0 => IDS,
+                d => d,
+            })
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        // The first free distance, then how many follow it before the next one in flight.
+        let mut first = 1;
+        for &d in &used {
+            match d.cmp(&first) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => first += 1,
+                std::cmp::Ordering::Greater => break,
             }
         }
+        if first > IDS {
+            // All 65,535 in flight: the caller keeps the window below that (Receive Maximum).
+            return (self.last_packet_id, 0);
+        }
+        let end = used.iter().copied().find(|&d| d > first).unwrap_or(IDS + 1);
+        (
+            id_at(first - 1),
+            u16::try_from(end - first).unwrap_or(u16::MAX),
+        )
     }
 }
 
@@ -236,12 +320,89 @@ mod tests {
     #[test]
     fn packet_ids_skip_zero_and_ids_in_flight_mqtt_2_2_1_3() {
         let mut s = SessionState::new("c".into(), 10);
-        s.last_packet_id = u16::MAX;
+        s.set_last_packet_id(u16::MAX);
         s.outgoing.push_back(Outgoing {
             packet_id: 1,
             delivery: d(QoS::AtLeastOnce, 1),
             state: OutgoingState::AwaitPubAck,
         });
         assert_eq!(s.next_packet_id(), 2);
+    }
+
+    fn in_flight(s: &mut SessionState, packet_id: u16) {
+        s.outgoing.push_back(Outgoing {
+            packet_id,
+            delivery: d(QoS::AtLeastOnce, 1),
+            state: OutgoingState::AwaitPubAck,
+        });
+    }
+
+    #[test]
+    fn packet_ids_wrap_around_the_ids_still_in_flight() {
+        let mut s = SessionState::new("c".into(), 10);
+        for id in [65_534, 65_535, 1, 2, 4] {
+            in_flight(&mut s, id);
+        }
+        s.set_last_packet_id(65_533);
+        assert_eq!(s.next_packet_id(), 3);
+        assert_eq!(s.next_packet_id(), 5);
+        assert_eq!(s.next_packet_id(), 6);
+        // An identifier set from outside (a restored session) is where the next search starts.
+        s.set_last_packet_id(100);
+        assert_eq!(s.next_packet_id(), 101);
+    }
+
+    #[test]
+    fn a_full_window_of_65534_leaves_the_one_free_identifier() {
+        let mut s = SessionState::new("c".into(), 10);
+        for id in (1..=u16::MAX).filter(|&id| id != 40_000) {
+            in_flight(&mut s, id);
+        }
+        assert_eq!(s.next_packet_id(), 40_000);
+    }
+
+    /// The identifier the scan per call handed out: the first one after the last that is not
+    /// in flight.
+    fn reference_next(last: u16, outgoing: &VecDeque<Outgoing>) -> u16 {
+        let mut id = last;
+        loop {
+            id = following_id(id);
+            if !outgoing.iter().any(|o| o.packet_id == id) {
+                return id;
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Handing out identifiers and acknowledging them in any order gives the identifiers
+        /// the scan per call gave, and never one in flight.
+        #[test]
+        fn packet_ids_match_the_scan_per_call(
+            start in proptest::prelude::any::<u16>(),
+            ahead in proptest::collection::vec(1u16..300, 0..6),
+            steps in proptest::collection::vec((proptest::prelude::any::<bool>(), 0usize..64), 1..400),
+        ) {
+            let mut s = SessionState::new("c".into(), 10);
+            s.set_last_packet_id(start);
+            // Restored messages just ahead of the last identifier: runs of free ones end there.
+            for offset in ahead {
+                let mut id = start;
+                for _ in 0..offset {
+                    id = following_id(id);
+                }
+                in_flight(&mut s, id);
+            }
+            for (send, ack) in steps {
+                if send || s.outgoing.is_empty() {
+                    let expected = reference_next(s.last_packet_id(), &s.outgoing);
+                    let id = s.next_packet_id();
+                    proptest::prop_assert_eq!(id, expected);
+                    in_flight(&mut s, id);
+                } else {
+                    let i = ack % s.outgoing.len();
+                    s.outgoing.remove(i);
+                }
+            }
+        }
     }
 }

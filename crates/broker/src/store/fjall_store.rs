@@ -1650,7 +1650,7 @@ fn encode_session_with(
     out.push(u8::from(online));
     out.extend_from_slice(&s.expiry_interval.to_be_bytes());
     out.extend_from_slice(&disconnected_at_ms.to_be_bytes());
-    out.extend_from_slice(&s.last_packet_id.to_be_bytes());
+    out.extend_from_slice(&s.last_packet_id().to_be_bytes());
     out.extend_from_slice(&s.dropped.to_be_bytes());
     let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_be_bytes();
     out.extend_from_slice(&len(s.subscriptions.len()));
@@ -1700,7 +1700,7 @@ fn decode_session(
     let expiry_interval = r.u32()?;
     let disconnected_ms = r.u64()?;
     let mut s = SessionState::new(client_id, expiry_interval);
-    s.last_packet_id = r.u16()?;
+    s.set_last_packet_id(r.u16()?);
     s.dropped = r.u64()?;
     let n = r.count(6)?;
     for _ in 0..n {
@@ -1813,7 +1813,7 @@ mod tests {
             delivery: delivery("a/x", "p", QoS::ExactlyOnce),
             state: OutgoingState::AwaitPubComp,
         });
-        s.last_packet_id = 3;
+        s.set_last_packet_id(3);
         let wall = now_ms();
         let rec = encode_session_with(&s, false, wall, true);
         let back = decode_session("c".into(), &rec, Instant::now(), wall)
@@ -1822,7 +1822,7 @@ mod tests {
         assert_eq!(back.session.subscriptions, s.subscriptions);
         assert_eq!(back.session.incoming_qos2, s.incoming_qos2);
         assert_eq!(back.session.outgoing.len(), 1);
-        assert_eq!(back.session.last_packet_id, 3);
+        assert_eq!(back.session.last_packet_id(), 3);
         // Disconnected more than an hour ago: expired.
         assert!(
             decode_session("c".into(), &rec, Instant::now(), wall + 3_601_000)
