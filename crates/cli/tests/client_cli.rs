@@ -5,13 +5,10 @@
 //! flags, their output compared byte for byte; `tern pub` received by `mosquitto_sub` and
 //! `mosquitto_pub` received by `tern sub`.
 
-#[path = "../../client/tests/common/mod.rs"]
-mod common;
-
-use common::Mosquitto;
 use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use tern_testkit::{Mosquitto, free_port, generate_pki, require_peer, temp_dir, tls_listener};
 
 const TERN: &str = env!("CARGO_BIN_EXE_tern");
 
@@ -42,7 +39,7 @@ fn assert_bad_input(args: &[&str], needle: &str) {
 
 #[test]
 fn pub_rejects_bad_input_with_exit_1() {
-    let port = common::free_port().to_string();
+    let port = free_port().to_string();
     let p = port.as_str();
     assert_bad_input(
         &["pub", "-p", p, "-t", "a/#", "-m", "x"],
@@ -104,7 +101,7 @@ fn pub_rejects_bad_input_with_exit_1() {
 
 #[test]
 fn sub_rejects_bad_input_with_exit_1() {
-    let port = common::free_port().to_string();
+    let port = free_port().to_string();
     let p = port.as_str();
     assert_bad_input(&["sub", "-p", p], "topic");
     assert_bad_input(
@@ -124,7 +121,7 @@ fn sub_rejects_bad_input_with_exit_1() {
 
 #[test]
 fn unreachable_broker_is_one_clear_line() {
-    let port = common::free_port().to_string();
+    let port = free_port().to_string();
     for args in [
         vec![
             "pub",
@@ -169,18 +166,6 @@ fn help_is_long_only_and_h_is_the_host() {
 
 // ---------------------------------------------------------------------------------------------
 // Against Mosquitto.
-
-fn mosquitto_tool(name: &str) -> Option<String> {
-    let path = format!("/usr/bin/{name}");
-    if std::path::Path::new(&path).exists() {
-        return Some(path);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{name} is not installed (CI is set); run scripts/install-peers.sh");
-    }
-    eprintln!("skipping: {name} is not installed");
-    None
-}
 
 /// Anything with an MQTT port on 127.0.0.1: a Mosquitto, a `tern broker`, a fixture.
 trait HasPort {
@@ -230,7 +215,7 @@ struct TernBroker {
 
 impl TernBroker {
     fn start() -> TernBroker {
-        let port = common::free_port();
+        let port = free_port();
         let child = Command::new(TERN)
             .args([
                 "broker",
@@ -275,7 +260,7 @@ fn with_broker(args: &[&str], broker: &impl HasPort) -> Vec<String> {
     v
 }
 
-fn spawn(program: &str, args: &[String]) -> Child {
+fn spawn(program: impl AsRef<std::ffi::OsStr>, args: &[String]) -> Child {
     Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -305,7 +290,7 @@ fn wait(mut child: Child, timeout: Duration) -> Output {
 }
 
 fn mosquitto_pub(broker: &impl HasPort, args: &[&str]) {
-    let tool = mosquitto_tool("mosquitto_pub").unwrap();
+    let tool = require_peer("mosquitto_pub").unwrap();
     let o = Command::new(tool)
         .args(with_broker(args, broker))
         .output()
@@ -330,19 +315,19 @@ impl HasPort for Fixture {
 
 /// A Mosquitto holding one retained message, and a binary payload file.
 fn fixture() -> Option<Fixture> {
-    mosquitto_tool("mosquitto_sub")?;
+    require_peer("mosquitto_sub")?;
     let broker = Mosquitto::start()?;
     fixture_on(Box::new(broker))
 }
 
 /// The same on Tern's broker.
 fn tern_fixture() -> Option<Fixture> {
-    mosquitto_tool("mosquitto_sub")?;
+    require_peer("mosquitto_sub")?;
     fixture_on(Box::new(TernBroker::start()))
 }
 
 fn fixture_on(broker: Box<dyn HasPort>) -> Option<Fixture> {
-    let dir = common::temp_dir("fixture");
+    let dir = temp_dir("fixture");
     let binary_file = dir.join("binary.bin");
     std::fs::write(&binary_file, b"\x00\x01bin\"ary\\\xff\x7f\n").unwrap();
     mosquitto_pub(
@@ -446,10 +431,7 @@ fn side_by_side(f: &Fixture, args: &[&str]) -> (Output, Output) {
         a.extend(["-i".to_owned(), id.to_owned()]);
         a
     };
-    let theirs = spawn(
-        &mosquitto_tool("mosquitto_sub").unwrap(),
-        &with_id(&their_id),
-    );
+    let theirs = spawn(require_peer("mosquitto_sub").unwrap(), &with_id(&their_id));
     let ours = spawn(
         TERN,
         &std::iter::once("sub".to_owned())
@@ -532,10 +514,10 @@ fn sub_output_matches_mosquitto_sub_for_every_format_specifier() {
 #[test]
 #[ignore = "interop: needs mosquitto"]
 fn sub_rejects_the_formats_mosquitto_sub_rejects() {
-    let Some(tool) = mosquitto_tool("mosquitto_sub") else {
+    let Some(tool) = require_peer("mosquitto_sub") else {
         return;
     };
-    let port = common::free_port().to_string();
+    let port = free_port().to_string();
     for format in [
         "%e", "%c", "%Z", "\\z", "end%", "end@", "end\\", "%-", "%5", "%.2",
     ] {
@@ -714,7 +696,7 @@ fn tern_pub_is_received_by_mosquitto_sub_like_mosquitto_pub() {
             &["-t", "p/#", "-V", "5", "-q", "2", "-C", count, "-F", format],
             b,
         );
-        let sub = spawn(&mosquitto_tool("mosquitto_sub").unwrap(), &sub_args);
+        let sub = spawn(require_peer("mosquitto_sub").unwrap(), &sub_args);
         std::thread::sleep(Duration::from_millis(400));
         for case in &cases {
             if publisher == "mosquitto" {
@@ -855,7 +837,7 @@ fn rr_prints_the_response() {
     // A responder: mosquitto_sub -C 1 prints the response topic of the request; we then answer
     // with mosquitto_pub, as a service would.
     let responder = spawn(
-        &mosquitto_tool("mosquitto_sub").unwrap(),
+        require_peer("mosquitto_sub").unwrap(),
         &with_broker(&["-t", "svc/echo", "-C", "1", "-V", "5", "-F", "%R"], b),
     );
     std::thread::sleep(Duration::from_millis(300));
@@ -891,10 +873,9 @@ fn rr_prints_the_response() {
 #[test]
 #[ignore = "interop: needs mosquitto"]
 fn tls_pub_and_sub_with_client_certificate() {
-    let pki = common::generate_pki();
-    let tls_port = common::free_port();
-    let Some(broker) = Mosquitto::start_with(&common::tls_listener(tls_port, &pki), &[tls_port])
-    else {
+    let pki = generate_pki();
+    let tls_port = free_port();
+    let Some(broker) = Mosquitto::start_with(&tls_listener(tls_port, &pki), &[tls_port]) else {
         return;
     };
     let port = tls_port.to_string();
@@ -984,7 +965,7 @@ fn tls_pub_and_sub_with_client_certificate() {
 #[test]
 #[ignore = "interop: needs mosquitto"]
 fn websocket_url_and_will_message() {
-    let ws_port = common::free_port();
+    let ws_port = free_port();
     let Some(broker) = Mosquitto::start_with(
         &format!("listener {ws_port} 127.0.0.1\nprotocol websockets\n"),
         &[ws_port],
@@ -992,7 +973,7 @@ fn websocket_url_and_will_message() {
         return;
     };
     let watcher = spawn(
-        &mosquitto_tool("mosquitto_sub").unwrap(),
+        require_peer("mosquitto_sub").unwrap(),
         &with_broker(&["-t", "ws/t", "-t", "wills/#", "-v", "-C", "2"], &broker),
     );
     std::thread::sleep(Duration::from_millis(400));
@@ -1041,10 +1022,10 @@ fn websocket_url_and_will_message() {
 #[test]
 #[ignore = "interop: needs mosquitto"]
 fn username_and_password() {
-    let Some(passwd_tool) = mosquitto_tool("mosquitto_passwd") else {
+    let Some(passwd_tool) = require_peer("mosquitto_passwd") else {
         return;
     };
-    let dir = common::temp_dir("passwd");
+    let dir = temp_dir("passwd");
     let file = dir.join("passwd");
     let made = Command::new(passwd_tool)
         .args(["-b", "-c", file.to_str().unwrap(), "alice", "s3cret"])
@@ -1099,7 +1080,7 @@ fn sub_output_matches_mosquitto_sub_on_tern_broker() {
     }
     // Every property on one message, Message Expiry Interval included.
     let sub_args = with_broker(&["-t", "all/props", "-V", "5", "-C", "1", "-F", "%j"], &f);
-    let theirs = spawn(&mosquitto_tool("mosquitto_sub").unwrap(), &sub_args);
+    let theirs = spawn(require_peer("mosquitto_sub").unwrap(), &sub_args);
     let ours = spawn(
         TERN,
         &std::iter::once("sub".to_owned())
@@ -1184,7 +1165,7 @@ fn mask_volatile(out: &[u8]) -> Vec<u8> {
 #[test]
 #[ignore = "interop: needs mosquitto"]
 fn sub_json_properties_follow_the_wire_order_through_mosquitto() {
-    let Some(_) = mosquitto_tool("mosquitto_sub") else {
+    let Some(_) = require_peer("mosquitto_sub") else {
         return;
     };
     let Some(broker) = Mosquitto::start() else {
@@ -1200,7 +1181,7 @@ fn sub_json_properties_follow_the_wire_order_through_mosquitto() {
                 &broker,
             )
         };
-        let theirs = spawn(&mosquitto_tool("mosquitto_sub").unwrap(), &sub(&their_id));
+        let theirs = spawn(require_peer("mosquitto_sub").unwrap(), &sub(&their_id));
         let ours = spawn(
             TERN,
             &std::iter::once("sub".to_owned())

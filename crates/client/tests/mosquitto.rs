@@ -4,14 +4,12 @@
 //! connections, reconnection after the broker restarts (no QoS 1/2 message lost, QoS 2 once),
 //! the offline queue's limit, TLS with generated certificates, and WebSocket.
 
-mod common;
-
-use common::Mosquitto;
 use std::collections::HashMap;
 use std::time::Duration;
 use tern_client::{
     Client, ConnectOptions, ConnectionState, Error, ProtocolVersion, QoS, ReasonCode, Transport,
 };
+use tern_testkit::{Mosquitto, free_port, generate_pki, tls_listener};
 
 const INTEROP: &str = "interop: needs mosquitto";
 
@@ -105,7 +103,7 @@ async fn refused_connection_names_the_reason_code() {
 #[tokio::test]
 #[ignore = "interop: needs mosquitto"]
 async fn unreachable_broker_is_a_clear_error() {
-    let port = common::free_port();
+    let port = free_port();
     let err = Client::connect(ConnectOptions::new("127.0.0.1", port))
         .await
         .unwrap_err();
@@ -253,7 +251,7 @@ async fn offline_queue_full_is_a_clear_error() {
 #[tokio::test]
 #[ignore = "interop: needs mosquitto"]
 async fn websocket_round_trip() {
-    let ws_port = common::free_port();
+    let ws_port = free_port();
     let Some(broker) = Mosquitto::start_with(
         &format!("listener {ws_port} 127.0.0.1\nprotocol websockets\n"),
         &[ws_port],
@@ -286,17 +284,9 @@ async fn websocket_round_trip() {
 #[tokio::test]
 #[ignore = "interop: needs mosquitto"]
 async fn tls_with_client_certificate() {
-    let pki = common::generate_pki();
-    let tls_port = common::free_port();
-    let Some(_broker) = Mosquitto::start_with(
-        &format!(
-            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
-            pki.ca().display(),
-            pki.file("server.pem").display(),
-            pki.file("server.key").display()
-        ),
-        &[tls_port],
-    ) else {
+    let pki = generate_pki();
+    let tls_port = free_port();
+    let Some(_broker) = Mosquitto::start_with(&tls_listener(tls_port, &pki), &[tls_port]) else {
         return;
     };
     let url = format!("mqtts://localhost:{tls_port}");
@@ -384,8 +374,8 @@ async fn request_response_v5() {
 #[tokio::test]
 #[ignore = "interop: needs mosquitto"]
 async fn secure_websocket_round_trip() {
-    let pki = common::generate_pki();
-    let wss_port = common::free_port();
+    let pki = generate_pki();
+    let wss_port = free_port();
     let Some(broker) = Mosquitto::start_with(
         &format!(
             "listener {wss_port} 127.0.0.1\nprotocol websockets\ncafile {}\ncertfile {}\nkeyfile {}\n",

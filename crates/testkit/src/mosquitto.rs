@@ -1,83 +1,37 @@
 //! A real Mosquitto broker for interoperability tests: started on its own free port with a
-//! temporary configuration, stopped when the guard is dropped. Without CI set, a missing
-//! `mosquitto` skips the test (the caller gets `None`); with CI set it fails it.
+//! temporary configuration, killed when dropped.
 
-#![allow(dead_code)]
-
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+use crate::net::{free_port, wait_for_port};
+use crate::peers::require_peer;
+use crate::pki::Pki;
+use crate::process::temp_dir;
 
 /// Mosquitto's default log types, plus `subscribe` so tests can wait for a subscription.
 const LOG_TYPES: &str =
     "log_type error\nlog_type warning\nlog_type notice\nlog_type information\nlog_type subscribe\n";
 
-/// Path of the mosquitto binary, or None (panicking under CI).
-pub fn mosquitto_binary() -> Option<PathBuf> {
-    for candidate in [
-        "/usr/sbin/mosquitto",
-        "/usr/bin/mosquitto",
-        "/usr/local/sbin/mosquitto",
-    ] {
-        if Path::new(candidate).exists() {
-            return Some(PathBuf::from(candidate));
-        }
-    }
-    let which = Command::new("which").arg("mosquitto").output();
-    if let Some(out) = which.ok().filter(|o| o.status.success()) {
-        let p = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        if !p.is_empty() {
-            return Some(PathBuf::from(p));
-        }
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "mosquitto is not installed (CI is set, so this interop test fails instead of skipping); run scripts/install-peers.sh"
-        );
-    }
-    eprintln!("skipping: mosquitto is not installed");
-    None
-}
+/// How long Mosquitto may take to listen on its ports.
+const STARTUP: Duration = Duration::from_secs(10);
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A fresh temporary directory.
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "tern-{tag}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A running Mosquitto; killed on drop.
+/// A running Mosquitto; killed on drop, its directory removed.
 pub struct Mosquitto {
     binary: PathBuf,
     child: Option<Child>,
     /// The plain MQTT port.
     pub port: u16,
-    /// Directory holding the configuration (and persistence, when enabled).
+    /// Directory holding the configuration and the log (and persistence, when enabled).
     pub dir: PathBuf,
     conf: PathBuf,
     ports: Vec<u16>,
 }
 
 impl Mosquitto {
-    /// A broker with anonymous access and persistence off.
+    /// A broker with anonymous access and persistence off; `None` (the test skips) when
+    /// `mosquitto` is missing, a failure under `CI`.
     pub fn start() -> Option<Mosquitto> {
         Mosquitto::start_with("", &[])
     }
@@ -92,9 +46,19 @@ impl Mosquitto {
         )
     }
 
-    /// A broker with full control over the global settings.
+    /// A broker with full control over the global settings (`{dir}` in `globals` stands for
+    /// the broker's directory).
     pub fn start_full(globals: &str, extra: &str, extra_ports: &[u16]) -> Option<Mosquitto> {
-        let binary = mosquitto_binary()?;
+        Some(Mosquitto::launch(
+            require_peer("mosquitto")?,
+            globals,
+            extra,
+            extra_ports,
+        ))
+    }
+
+    /// [`Mosquitto::start_full`] with the `mosquitto` program at `binary`.
+    pub fn launch(binary: PathBuf, globals: &str, extra: &str, extra_ports: &[u16]) -> Mosquitto {
         let port = free_port();
         let dir = temp_dir("mosquitto");
         // Run as root, mosquitto drops to its own user: let it write its persistence file.
@@ -122,14 +86,15 @@ impl Mosquitto {
             ports,
         };
         m.spawn();
-        Some(m)
+        m
     }
 
     fn spawn(&mut self) {
+        let log_path = self.dir.join("mosquitto.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("mosquitto.log"))
+            .open(&log_path)
             .unwrap();
         let child = Command::new(&self.binary)
             .arg("-c")
@@ -138,17 +103,10 @@ impl Mosquitto {
             .stderr(log)
             .spawn()
             .expect("start mosquitto");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Kept in `self` before waiting: a broker that never listens is still killed on drop.
+        let child = self.child.insert(child);
         for port in &self.ports {
-            while TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                if Instant::now() > deadline {
-                    let log =
-                        std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default();
-                    panic!("mosquitto did not listen on {port}: {log}");
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_for_port(*port, child, STARTUP, Some(&log_path));
         }
     }
 
@@ -213,57 +171,6 @@ impl Drop for Mosquitto {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-pub struct Pki {
-    /// Directory of the PEM files.
-    pub dir: std::path::PathBuf,
-}
-
-impl Pki {
-    /// The CA certificate.
-    pub fn ca(&self) -> std::path::PathBuf {
-        self.dir.join("ca.pem")
-    }
-    /// A file of the set: server.pem, server.key, client.pem, client.key.
-    pub fn file(&self, name: &str) -> std::path::PathBuf {
-        self.dir.join(name)
-    }
-}
-
-/// A CA, a server certificate for localhost / 127.0.0.1, and a client certificate.
-pub fn generate_pki() -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let dir = temp_dir("pki");
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Tern test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-
-    let server_key = KeyPair::generate().unwrap();
-    let mut server_params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    server_params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let server = server_params.signed_by(&server_key, &issuer).unwrap();
-    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
-
-    let client_key = KeyPair::generate().unwrap();
-    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client_params
-        .distinguished_name
-        .push(DnType::CommonName, "tern-client");
-    let client = client_params.signed_by(&client_key, &issuer).unwrap();
-    std::fs::write(dir.join("client.pem"), client.pem()).unwrap();
-    std::fs::write(dir.join("client.key"), client_key.serialize_pem()).unwrap();
-    Pki { dir }
 }
 
 /// Mosquitto configuration lines for a TLS listener on `port` requiring client certificates.
