@@ -10,109 +10,16 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tern_broker::auth::{Access, AclFile, ClientIdentity, PasswordFile};
+use tern_testkit::{Mosquitto, require_peer, temp_dir};
 
-/// Finds a program among `candidates` (absolute paths) or on `PATH`. Missing: a failure under
-/// CI, a skip (`None`) otherwise.
-fn require(name: &str, candidates: &[&str]) -> Option<PathBuf> {
-    let found = candidates
-        .iter()
-        .map(PathBuf::from)
-        .chain(
-            std::env::var_os("PATH")
-                .map(|p| {
-                    std::env::split_paths(&p)
-                        .map(|d| d.join(name))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default(),
-        )
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} not found: CI needs the interop peers (scripts/install-peers.sh)"
-        );
-        eprintln!("skipping: {name} is not installed");
-    }
-    found
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tern-auth-interop-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A Mosquitto broker on a free loopback port, killed on drop.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Mosquitto {
-    fn start(binary: &Path, dir: &Path, settings: &str) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.join("mosquitto.conf");
-        // `user root`: when the tests run as root, keep Mosquitto from switching to the
-        // `mosquitto` user, which could not read files in our temporary directory.
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\npersistence false\nuser root\n{settings}\n"),
-        )
-        .unwrap();
-        let log = dir.join("mosquitto.log");
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut broker = Self { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = broker.child.try_wait() {
-                panic!("mosquitto exited with {status}: {}", broker.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not start: {}",
-                broker.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        broker
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// Settings of every Mosquitto here. `user root`: when the tests run as root, keep Mosquitto from
+/// switching to the `mosquitto` user, which could not read our owner-only files.
+const MOSQUITTO_GLOBALS: &str = "persistence false\nuser root\n";
 
 fn run(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap();
@@ -127,10 +34,10 @@ fn run(cmd: &mut Command) -> std::process::Output {
 #[test]
 #[ignore = "interop: needs mosquitto"]
 fn mosquitto_passwd_files_are_accepted_by_tern() {
-    let Some(mp) = require("mosquitto_passwd", &["/usr/bin/mosquitto_passwd"]) else {
+    let Some(mp) = require_peer("mosquitto_passwd") else {
         return;
     };
-    let dir = temp_dir("passwd");
+    let dir = temp_dir("auth-interop-passwd");
     let file = dir.join("passwd");
     run(Command::new(&mp)
         .args(["-c", "-b"])
@@ -499,10 +406,10 @@ fn subscribe_cases() -> Vec<(ClientIdentity, &'static str, &'static str)> {
 }
 
 fn peers() -> Option<(PathBuf, Peers)> {
-    let broker = require("mosquitto", &["/usr/sbin/mosquitto"])?;
-    let publish = require("mosquitto_pub", &["/usr/bin/mosquitto_pub"])?;
-    let subscribe = require("mosquitto_sub", &["/usr/bin/mosquitto_sub"])?;
-    require("stdbuf", &["/usr/bin/stdbuf"])?;
+    let broker = require_peer("mosquitto")?;
+    let publish = require_peer("mosquitto_pub")?;
+    let subscribe = require_peer("mosquitto_sub")?;
+    require_peer("stdbuf")?;
     Some((broker, Peers { publish, subscribe }))
 }
 
@@ -512,14 +419,15 @@ fn acl_decisions_match_mosquitto() {
     let Some((broker, peers)) = peers() else {
         return;
     };
-    let dir = temp_dir("acl");
+    let dir = temp_dir("auth-interop-acl");
     let acl_path = dir.join("acl");
     std::fs::write(&acl_path, ACL).unwrap();
     let tern = AclFile::load(&acl_path).unwrap();
-    let mosq = Mosquitto::start(
-        &broker,
-        &dir,
+    let mosq = Mosquitto::launch(
+        broker,
+        MOSQUITTO_GLOBALS,
         &format!("allow_anonymous true\nacl_file {}", acl_path.display()),
+        &[],
     );
     let seen = observe(&peers, mosq.port);
     assert_same("Mosquitto vs AclFile", &predicted(&tern), &seen);
@@ -544,13 +452,14 @@ fn tern_broker_and_mosquitto_agree_on_the_same_acl_file() {
     let Some((broker, peers)) = peers() else {
         return;
     };
-    let dir = temp_dir("acl-side-by-side");
+    let dir = temp_dir("auth-interop-acl-side-by-side");
     let acl_path = dir.join("acl");
     std::fs::write(&acl_path, ACL).unwrap();
-    let mosq = Mosquitto::start(
-        &broker,
-        &dir,
+    let mosq = Mosquitto::launch(
+        broker,
+        MOSQUITTO_GLOBALS,
         &format!("allow_anonymous true\nacl_file {}", acl_path.display()),
+        &[],
     );
     let from_mosquitto = observe(&peers, mosq.port);
     for (who, filter, _) in subscribe_cases() {

@@ -9,53 +9,17 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use tern_testkit::{Mosquitto, require_peer, temp_dir};
 
 const TERN: &str = env!("CARGO_BIN_EXE_tern");
 
-/// Finds a program among `candidates` (absolute paths) or on `PATH`. Missing: a failure under
-/// CI, a skip (`None`) otherwise.
-fn require(name: &str, candidates: &[&str]) -> Option<PathBuf> {
-    let found = candidates
-        .iter()
-        .map(PathBuf::from)
-        .chain(
-            std::env::var_os("PATH")
-                .map(|p| {
-                    std::env::split_paths(&p)
-                        .map(|d| d.join(name))
-                        .collect::<Vec<_>>()
-                })
-                .unwrap_or_default(),
-        )
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{name} not found: CI needs the interop peers (scripts/install-peers.sh)"
-        );
-        eprintln!("skipping: {name} is not installed");
-    }
-    found
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "tern-passwd-interop-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Runs `program args...` in `dir` with `stdin` piped in.
+/// Settings of every Mosquitto here. `user root`: when the tests run as root, keep Mosquitto from
+/// switching to the `mosquitto` user, which could not read our owner-only files.
+const MOSQUITTO_GLOBALS: &str = "persistence false\nuser root\n";
+
 fn run_in(dir: &Path, program: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(program)
         .args(args)
@@ -82,77 +46,19 @@ fn tern_ok(dir: &Path, args: &[&str], stdin: &str) {
     );
 }
 
-/// A Mosquitto broker on a free loopback port, killed on drop.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Mosquitto {
-    fn start(binary: &Path, dir: &Path, settings: &str) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let conf = dir.join("mosquitto.conf");
-        // `user root`: when the tests run as root, keep Mosquitto from switching to the
-        // `mosquitto` user, which could not read our owner-only password file.
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\npersistence false\nuser root\n{settings}\n"),
-        )
-        .unwrap();
-        let log = dir.join("mosquitto.log");
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut broker = Self { child, port, log };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = broker.child.try_wait() {
-                panic!("mosquitto exited with {status}: {}", broker.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not start: {}",
-                broker.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        broker
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 #[ignore = "interop: needs mosquitto"]
 fn tern_passwd_files_are_accepted_by_mosquitto() {
-    let Some(broker) = require("mosquitto", &["/usr/sbin/mosquitto"]) else {
+    let Some(broker) = require_peer("mosquitto") else {
         return;
     };
-    let Some(publish) = require("mosquitto_pub", &["/usr/bin/mosquitto_pub"]) else {
+    let Some(publish) = require_peer("mosquitto_pub") else {
         return;
     };
-    let Some(mp) = require("mosquitto_passwd", &["/usr/bin/mosquitto_passwd"]) else {
+    let Some(mp) = require_peer("mosquitto_passwd") else {
         return;
     };
-    let dir = temp_dir("broker");
+    let dir = temp_dir("passwd-interop-broker");
     tern_ok(&dir, &["passwd", "-c", "-b", "pw", "alice", "secret"], "");
     tern_ok(&dir, &["passwd", "-b", "pw", "bob", "two words:colon"], "");
     tern_ok(&dir, &["passwd", "pw", "carol"], "typed\ntyped\n");
@@ -178,10 +84,11 @@ fn tern_passwd_files_are_accepted_by_mosquitto() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let mosq = Mosquitto::start(
-        &broker,
-        &dir,
+    let mosq = Mosquitto::launch(
+        broker,
+        MOSQUITTO_GLOBALS,
         &format!("allow_anonymous false\npassword_file {}", path.display()),
+        &[],
     );
     let connect = |user: Option<&str>, password: Option<&str>| -> bool {
         let mut cmd = Command::new(&publish);
@@ -237,7 +144,7 @@ fn tern_passwd_files_are_accepted_by_mosquitto() {
 #[test]
 #[ignore = "interop: needs mosquitto"]
 fn tern_passwd_exit_codes_match_mosquitto_passwd() {
-    let Some(mp) = require("mosquitto_passwd", &["/usr/bin/mosquitto_passwd"]) else {
+    let Some(mp) = require_peer("mosquitto_passwd") else {
         return;
     };
     // (arguments, standard input, whether `pw` exists beforehand)
@@ -267,7 +174,7 @@ fn tern_passwd_exit_codes_match_mosquitto_passwd() {
     for (args, stdin, exists) in cases {
         let mut codes = Vec::new();
         for (tool, prefix) in [(mp.as_path(), None), (Path::new(TERN), Some("passwd"))] {
-            let dir = temp_dir("codes");
+            let dir = temp_dir("passwd-interop-codes");
             if *exists {
                 let seed = run_in(&dir, &mp, &["-c", "-b", "pw", "existing", "x"], "");
                 assert!(seed.status.success());
