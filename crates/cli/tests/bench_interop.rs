@@ -6,102 +6,29 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
-
-/// A child process killed when dropped, so a failing test leaves no broker behind.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn require(program: &str) -> PathBuf {
-    let path = std::env::var("PATH").unwrap_or_default();
-    for dir in path.split(':').chain(["/usr/sbin", "/sbin"]) {
-        let p = Path::new(dir).join(program);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!("{program} is not installed: run scripts/install-peers.sh (this test fails, not skips)");
-}
-
-/// A fresh directory for one broker's files.
-fn temp_dir(port: u16) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("tern-bench-interop-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use tern_testkit::{Mosquitto, free_port, peer, temp_dir};
 
 /// Starts Mosquitto on a free port with the benchmark settings (TCP_NODELAY, in-flight 100, no
-/// persistence); returns the guard, the port and the directory holding the configuration.
-fn start_mosquitto() -> (Guard, u16, PathBuf) {
-    let port = free_port();
-    let dir = temp_dir(port);
-    let guard = run_mosquitto(
-        &dir,
-        port,
-        &format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             set_tcp_nodelay true\nmax_inflight_messages 100\n"
-        ),
+/// persistence).
+fn start_mosquitto() -> (Mosquitto, u16) {
+    let mosquitto = Mosquitto::launch(
+        peer("mosquitto"),
+        "allow_anonymous true\npersistence false\nset_tcp_nodelay true\nmax_inflight_messages 100\n",
+        "",
+        &[],
     );
-    (guard, port, dir)
-}
-
-/// Runs Mosquitto with `config` (written in `dir`) and waits for `port` to accept connections.
-fn run_mosquitto(dir: &Path, port: u16, config: &str) -> Guard {
-    let bin = require("mosquitto");
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(&conf, config).unwrap();
-    let mut child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mosquitto");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(e) = child.stderr.as_mut() {
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("mosquitto exited early with {status}: {err}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mosquitto does not listen on {port} after 10 s"
-        );
-        sleep(Duration::from_millis(20));
-    }
-    Guard(child)
+    let port = mosquitto.port;
+    (mosquitto, port)
 }
 
 /// A CA and a server certificate for localhost / 127.0.0.1, made with the openssl command.
 fn make_certificates(dir: &Path) {
-    let openssl = require("openssl");
+    let openssl = peer("openssl");
     let run = |args: &[&str]| {
         let out = Command::new(&openssl)
             .args(args)
@@ -207,14 +134,13 @@ fn u(v: &serde_json::Value, path: &str) -> u64 {
 #[test]
 #[ignore = "interop: needs mosquitto"]
 fn fanin_qos1_against_mosquitto_loses_nothing_and_counts_add_up() {
-    let (_broker, port, dir) = start_mosquitto();
+    let (_broker, port) = start_mosquitto();
     let port = port.to_string();
     // A moderate rate keeps Mosquitto's per-client queue (max_queued_messages 1000) from
     // overflowing, which would be a (documented) drop by the broker, not a loss to detect here.
     let r = bench(&[
         "fanin", "-p", &port, "-q", "1", "-P", "4", "-d", "2s", "--rate", "4000", "-s", "64",
     ]);
-    let _ = std::fs::remove_dir_all(dir);
 
     assert_eq!(r["scenario"], "fanin");
     assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "{r}");
@@ -258,7 +184,7 @@ fn fanin_qos1_against_mosquitto_loses_nothing_and_counts_add_up() {
 #[test]
 #[ignore = "interop: needs mosquitto"]
 fn conn_and_shared_against_mosquitto_report_consistent_counts() {
-    let (_broker, port, dir) = start_mosquitto();
+    let (_broker, port) = start_mosquitto();
     let port = port.to_string();
     let c = bench(&["conn", "-p", &port, "-c", "200", "-d", "1s"]);
     assert_eq!(u(&c, "/connections/established"), 200);
@@ -269,7 +195,6 @@ fn conn_and_shared_against_mosquitto_report_consistent_counts() {
     let s = bench(&[
         "shared", "-p", &port, "-V", "5", "-q", "1", "-P", "2", "-S", "3", "-n", "500",
     ]);
-    let _ = std::fs::remove_dir_all(dir);
     assert_eq!(s["errors"].as_array().map(Vec::len), Some(0), "{s}");
     assert_eq!(u(&s, "/messages/sent"), 1000);
     assert_eq!(u(&s, "/messages/expected"), 1000);
@@ -283,19 +208,18 @@ fn conn_and_shared_against_mosquitto_report_consistent_counts() {
 fn fanin_over_tls_and_websocket_against_mosquitto() {
     let tls_port = free_port();
     let ws_port = free_port();
-    let dir = temp_dir(tls_port);
+    let dir = temp_dir("bench-interop-tls");
     make_certificates(&dir);
     let d = dir.display();
-    let _broker = run_mosquitto(
-        &dir,
-        tls_port,
+    let _broker = Mosquitto::launch(
+        peer("mosquitto"),
+        "allow_anonymous true\npersistence false\nset_tcp_nodelay true\n",
         &format!(
-            "per_listener_settings false\nallow_anonymous true\npersistence false\n\
-             set_tcp_nodelay true\n\
-             listener {tls_port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\n\
+            "listener {tls_port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\n\
              keyfile {d}/server.key\n\
              listener {ws_port} 127.0.0.1\nprotocol websockets\n"
         ),
+        &[tls_port],
     );
     let ca = dir.join("ca.pem");
     let ca = ca.to_str().unwrap();

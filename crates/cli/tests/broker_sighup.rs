@@ -5,20 +5,12 @@
 
 use bytes::BytesMut;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tern_broker::auth::PasswordHash;
 use tern_codec::{Packet, ProtocolVersion};
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use tern_testkit::{KillOnDrop, free_port, temp_dir, wait_for_port};
 
 const V5: ProtocolVersion = ProtocolVersion::V5;
 
@@ -73,16 +65,10 @@ fn passwd_line(user: &str, password: &str) -> String {
 
 #[test]
 fn sighup_reloads_the_password_file_and_keeps_connections() {
-    let dir = std::env::temp_dir().join(format!("tern-sighup-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("sighup");
     let passwd = dir.join("passwd");
     std::fs::write(&passwd, passwd_line("alice", "a-pw")).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let config = dir.join("tern.toml");
     std::fs::write(
         &config,
@@ -100,12 +86,8 @@ fn sighup_reloads_the_password_file_and_keeps_connections() {
         .spawn()
         .expect("spawn tern broker");
     let pid = child.id().to_string();
-    let _guard = Guard(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "broker not listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut broker = KillOnDrop(child);
+    wait_for_port(port, &mut broker.0, Duration::from_secs(10), None);
 
     let (mut alice, mut alice_buf, rc) = login(port, "alice", "a-pw");
     assert_eq!(rc, 0);

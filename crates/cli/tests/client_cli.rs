@@ -5,12 +5,13 @@
 //! flags, their output compared byte for byte; `tern pub` received by `mosquitto_sub` and
 //! `mosquitto_pub` received by `tern sub`.
 
+mod common;
+
+use common::{TERN, TernBroker};
 use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use tern_testkit::{Mosquitto, free_port, generate_pki, require_peer, temp_dir, tls_listener};
-
-const TERN: &str = env!("CARGO_BIN_EXE_tern");
 
 fn tern(args: &[&str]) -> Output {
     Command::new(TERN)
@@ -207,45 +208,9 @@ impl<T: HasPort + ?Sized> HasPort for Box<T> {
     }
 }
 
-/// `tern broker --memory` on a free port, killed on drop.
-struct TernBroker {
-    child: Child,
-    port: u16,
-}
-
-impl TernBroker {
-    fn start() -> TernBroker {
-        let port = free_port();
-        let child = Command::new(TERN)
-            .args([
-                "broker",
-                "--memory",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tern broker did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        TernBroker { child, port }
-    }
-}
-
 impl HasPort for TernBroker {
     fn port(&self) -> u16 {
         self.port
-    }
-}
-
-impl Drop for TernBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -4,80 +4,30 @@
 //! --memory`, started on a free port): QoS 0/1/2 round trips in 3.1.1 and 5.0, and reconnection
 //! after the broker is stopped and started again. Needs nothing but the built binary.
 
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use common::{TERN, TernBroker};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 use tern_client::{Client, ConnectOptions, ConnectionState, ProtocolVersion, QoS};
 
-const TERN: &str = env!("CARGO_BIN_EXE_tern");
-
-struct TernBroker {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl TernBroker {
-    fn start() -> TernBroker {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut b = TernBroker { child: None, port };
-        b.spawn();
-        b
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(TERN)
-            .args([
-                "broker",
-                "--memory",
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tern broker did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn options(&self, version: ProtocolVersion) -> ConnectOptions {
-        let mut o = ConnectOptions::new("127.0.0.1", self.port);
-        o.protocol = version;
-        o.reconnect.initial_delay = Duration::from_millis(20);
-        o.reconnect.max_delay = Duration::from_millis(200);
-        o
-    }
-}
-
-impl Drop for TernBroker {
-    fn drop(&mut self) {
-        self.stop();
-    }
+/// Connect options for `broker`, with quick reconnection.
+fn options(broker: &TernBroker, version: ProtocolVersion) -> ConnectOptions {
+    let mut o = ConnectOptions::new("127.0.0.1", broker.port);
+    o.protocol = version;
+    o.reconnect.initial_delay = Duration::from_millis(20);
+    o.reconnect.max_delay = Duration::from_millis(200);
+    o
 }
 
 async fn round_trip(version: ProtocolVersion) {
     let broker = TernBroker::start();
-    let (sub, mut messages) = Client::connect(broker.options(version)).await.unwrap();
+    let (sub, mut messages) = Client::connect(options(&broker, version)).await.unwrap();
     assert_eq!(
         sub.subscribe("rt/#", QoS::ExactlyOnce).await.unwrap(),
         QoS::ExactlyOnce
     );
-    let (publisher, _) = Client::connect(broker.options(version)).await.unwrap();
+    let (publisher, _) = Client::connect(options(&broker, version)).await.unwrap();
     for qos in [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce] {
         let topic = format!("rt/{}", qos as u8);
         publisher
@@ -110,11 +60,11 @@ async fn client_qos_round_trip_v311_on_tern_broker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_reconnects_and_resubscribes_after_tern_broker_restart() {
     let mut broker = TernBroker::start();
-    let (sub, mut messages) = Client::connect(broker.options(ProtocolVersion::V5))
+    let (sub, mut messages) = Client::connect(options(&broker, ProtocolVersion::V5))
         .await
         .unwrap();
     sub.subscribe("re/#", QoS::AtLeastOnce).await.unwrap();
-    let (publisher, _) = Client::connect(broker.options(ProtocolVersion::V5))
+    let (publisher, _) = Client::connect(options(&broker, ProtocolVersion::V5))
         .await
         .unwrap();
     tokio::task::block_in_place(|| broker.stop());

@@ -18,7 +18,7 @@
 use bytes::BytesMut;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use tern_codec::{
     ByteStr, Connect, ConnectProperties, Disconnect, Packet, ProtocolVersion, PubAck, PubComp,
     PubRec, PubRel, Publish, QoS, Subscribe, SubscribeProperties, SubscriptionOptions,
 };
+use tern_testkit::{free_port, wait_for_port};
 
 const V: ProtocolVersion = ProtocolVersion::V311;
 /// Messages each publisher keeps in flight.
@@ -47,14 +48,6 @@ impl Rng {
     fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next() % (hi - lo).max(1)
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The broker process; killed with SIGKILL on drop.
@@ -78,7 +71,7 @@ impl BrokerProc {
             .append(true)
             .open(dir.join("broker.log"))
             .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+        let child = Command::new(env!("CARGO_BIN_EXE_tern"))
             .arg("broker")
             .arg("-c")
             .arg(dir.join("tern.toml"))
@@ -87,22 +80,11 @@ impl BrokerProc {
             .stderr(log)
             .spawn()
             .expect("spawn tern broker");
+        let mut b = BrokerProc { child, port };
         // Recovery replays up to 64 MiB of journal: seconds in a debug build on a busy machine.
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return BrokerProc { child, port };
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(dir.join("broker.log")).unwrap_or_default();
-                panic!("broker exited with {status}:\n{log}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "broker not listening after 120 s"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        let startup = Duration::from_secs(120);
+        wait_for_port(port, &mut b.child, startup, Some(&dir.join("broker.log")));
+        b
     }
 
     /// SIGKILL: no shutdown, no flush.

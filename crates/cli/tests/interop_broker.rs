@@ -7,130 +7,31 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// A child process killed when dropped, so a failing test leaves no broker behind.
-struct Guard(Child);
+use common::TernBroker;
+use tern_testkit::{Mosquitto, peer};
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn start_tern() -> (TernBroker, u16) {
+    let tern = TernBroker::start();
+    let port = tern.port;
+    (tern, port)
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn require(program: &str) -> PathBuf {
-    for dir in std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .chain(["/usr/sbin", "/sbin"])
-    {
-        let p = Path::new(dir).join(program);
-        if p.is_file() {
-            return p;
-        }
-    }
-    panic!(
-        "{program} is not installed: run scripts/install-peers.sh (this test fails rather than skips)"
+fn start_mosquitto() -> (Mosquitto, u16) {
+    let mosquitto = Mosquitto::launch(
+        peer("mosquitto"),
+        "allow_anonymous true\npersistence false\nset_tcp_nodelay true\n",
+        "",
+        &[],
     );
-}
-
-fn wait_for_port(port: u16, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(e) = child.stderr.as_mut() {
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("broker exited early with {status}: {err}");
-        }
-        sleep(Duration::from_millis(20));
-    }
-    panic!("nothing listens on port {port} after 10 s");
-}
-
-fn start_tern() -> (Guard, u16) {
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
-        // In memory: parallel brokers must not share (or lock) one ./tern-data.
-        .args([
-            "broker",
-            "--memory",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tern broker");
-    wait_for_port(port, &mut child);
-    (Guard(child), port)
-}
-
-fn start_mosquitto() -> (Guard, u16, tempdir::Dir) {
-    let bin = require("mosquitto");
-    let port = free_port();
-    let dir = tempdir::Dir::new("mosq");
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"),
-    )
-    .unwrap();
-    let mut child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mosquitto");
-    wait_for_port(port, &mut child);
-    (Guard(child), port, dir)
-}
-
-/// Minimal temporary directory, removed on drop.
-mod tempdir {
-    use std::path::{Path, PathBuf};
-    pub struct Dir(PathBuf);
-    impl Dir {
-        pub fn new(tag: &str) -> Dir {
-            let p = std::env::temp_dir().join(format!(
-                "tern-{tag}-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    let port = mosquitto.port;
+    (mosquitto, port)
 }
 
 fn scenarios_script() -> PathBuf {
@@ -138,7 +39,7 @@ fn scenarios_script() -> PathBuf {
 }
 
 fn run_paho(port: u16) -> serde_json::Value {
-    require("python3");
+    peer("python3");
     let out = Command::new("python3")
         .arg(scenarios_script())
         .args(["--port", &port.to_string()])
@@ -184,7 +85,7 @@ const DELIBERATE_DIFFERENCES: &[(&str, &str)] = &[];
 #[ignore = "interop: needs mosquitto and python3 paho-mqtt"]
 fn paho_transcripts_match_mosquitto() {
     let (_tern, tern_port) = start_tern();
-    let (_mosq, mosq_port, _dir) = start_mosquitto();
+    let (_mosq, mosq_port) = start_mosquitto();
     let tern = run_paho(tern_port);
     let mosq = run_paho(mosq_port);
     let mut diffs = Vec::new();
@@ -212,7 +113,7 @@ fn paho_transcripts_match_mosquitto() {
 }
 
 fn mosquitto_sub(port: u16, args: &[&str]) -> Child {
-    Command::new(require("mosquitto_sub"))
+    Command::new(peer("mosquitto_sub"))
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .stdout(Stdio::piped())
@@ -222,7 +123,7 @@ fn mosquitto_sub(port: u16, args: &[&str]) -> Child {
 }
 
 fn mosquitto_pub(port: u16, args: &[&str]) {
-    let out = Command::new(require("mosquitto_pub"))
+    let out = Command::new(peer("mosquitto_pub"))
         .args(["-h", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .output()

@@ -4,23 +4,16 @@
 #![cfg(unix)]
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const TERN: &str = env!("CARGO_BIN_EXE_tern");
-
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{TERN, TernBroker};
+use tern_testkit::{KillOnDrop, peer, temp_dir};
 
 const KITCHEN: &str = r#"
 [[rules]]
@@ -41,57 +34,8 @@ sql = "SELECT * FROM \"home/presence/kitchen\" WHERE payload = 'Presence'"
 actions = [ { type = "republish", topic = "home/light/kitchen/set", payload = "turn_on" } ]
 "#;
 
-/// A mosquitto client on the PATH. Missing, the test fails: it is only run (ignored tests) where
-/// scripts/install-peers.sh has installed mosquitto-clients.
-fn mosquitto(tool: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{tool} not found on PATH: install mosquitto-clients"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tern-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn broker(config: &Path, port: u16) -> Guard {
-    let child = Command::new(TERN)
-        .args([
-            "broker",
-            "--memory",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-        ])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn tern broker");
-    let guard = Guard(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "broker not listening");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    guard
-}
-
 fn mosquitto_pub(port: u16, topic: &str, payload: &str) {
-    let status = Command::new(mosquitto("mosquitto_pub"))
+    let status = Command::new(peer("mosquitto_pub"))
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1"])
         .args(["-t", topic, "-m", payload])
         .status()
@@ -101,13 +45,13 @@ fn mosquitto_pub(port: u16, topic: &str, payload: &str) {
 
 /// `mosquitto_sub -v` on the light's topic and a probe topic; its lines come through `lines`.
 struct Sub {
-    _child: Guard,
+    _child: KillOnDrop,
     lines: mpsc::Receiver<String>,
 }
 
 impl Sub {
     fn start(port: u16) -> Sub {
-        let mut child = Command::new(mosquitto("mosquitto_sub"))
+        let mut child = Command::new(peer("mosquitto_sub"))
             .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-v"])
             .args(["-t", "home/light/kitchen/set", "-t", "tern/probe"])
             .stdout(Stdio::piped())
@@ -124,7 +68,7 @@ impl Sub {
             }
         });
         let sub = Sub {
-            _child: Guard(child),
+            _child: KillOnDrop(child),
             lines,
         };
         // mosquitto_sub subscribes in the background: probe until a message comes back.
@@ -160,8 +104,9 @@ fn gateway_turns_the_kitchen_light_off_with_mosquitto_clients() {
     let dir = temp_dir("rules-gateway");
     let config = dir.join("tern.toml");
     std::fs::write(&config, KITCHEN).unwrap();
-    let port = free_port();
-    let broker = broker(&config, port);
+    let broker =
+        TernBroker::start_with([OsStr::new("--memory"), OsStr::new("-c"), config.as_os_str()]);
+    let port = broker.port;
     let sub = Sub::start(port);
     let wait = Duration::from_secs(5);
 
@@ -182,7 +127,7 @@ fn gateway_turns_the_kitchen_light_off_with_mosquitto_clients() {
 
     // SIGHUP reloads the rules from the file: now presence turns the light on.
     std::fs::write(&config, format!("{KITCHEN}{KITCHEN_ON}")).unwrap();
-    let pid = broker.0.id().to_string();
+    let pid = broker.pid().to_string();
     assert!(
         Command::new("kill")
             .args(["-HUP", &pid])
