@@ -10,40 +10,9 @@ mod common;
 
 use common::*;
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-fn have(program: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program}"))
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{program} is not installed"
-        );
-        eprintln!("skipped: {program} is not installed");
-    }
-    found
-}
-
-fn paho_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import paho.mqtt"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 paho-mqtt is not installed"
-        );
-        eprintln!("skipped: python3 paho-mqtt is not installed");
-    }
-    ok
-}
+use tern_testkit::{Mosquitto, require_peer, require_python_module};
 
 const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -75,61 +44,17 @@ async fn output(mut cmd: Command, limit: Duration) -> std::process::Output {
         .expect("command runs")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Mosquitto(std::process::Child, SocketAddr);
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn mosquitto() -> Mosquitto {
-    let port = free_port();
-    let dir = std::env::temp_dir().join(format!("tern-mosq-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-    )
-    .unwrap();
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto starts");
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    for _ in 0..50 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Mosquitto(child, addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs python3 paho-mqtt and mosquitto; run by scripts/test.sh"]
 async fn paho_scenarios_same_transcripts_as_mosquitto() {
-    if !paho_available() || !have("mosquitto") {
+    if !require_python_module("paho.mqtt") || require_peer("mosquitto").is_none() {
         return;
     }
     let (broker, addr) = start().await;
     let tern = paho(addr).await;
     broker.shutdown().await;
-    let m = mosquitto().await;
-    let mosq = paho(m.1).await;
+    let m = Mosquitto::start().expect("mosquitto is installed");
+    let mosq = paho(SocketAddr::from(([127, 0, 0, 1], m.port))).await;
     // No deliberate differences in these scenarios: every client receives the same as with
     // Mosquitto 2.0.
     assert_eq!(
@@ -161,7 +86,7 @@ fn tool(name: &str, addr: SocketAddr) -> Command {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs mosquitto-clients; run by scripts/test.sh"]
 async fn mosquitto_clients_qos_retained_sessions_shared_and_v5() {
-    if !have("mosquitto_pub") || !have("mosquitto_sub") {
+    if require_peer("mosquitto_pub").is_none() || require_peer("mosquitto_sub").is_none() {
         return;
     }
     let (broker, addr) = start().await;

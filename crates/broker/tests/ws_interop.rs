@@ -11,6 +11,7 @@ mod transport_common;
 use std::time::Duration;
 use tern_broker::config::ListenerConfig;
 use tern_codec::ProtocolVersion;
+use tern_testkit::KillOnDrop;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use transport_common::*;
 
@@ -132,16 +133,6 @@ async fn serve_page(listener: tokio::net::TcpListener, page: Vec<u8>, bundle: Ve
     }
 }
 
-/// Kills the browser when the test ends, however it ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "interop: headless chromium (Debian chromium) and MQTT.js (npm ci in tests/interop/js)"]
 async fn chromium_page_publishes_and_receives_over_websocket() {
@@ -186,6 +177,7 @@ async fn chromium_page_publishes_and_receives_over_websocket() {
         .unwrap_or_else(|e| {
             panic!("interop: cannot run `chromium` ({e}); install it with scripts/install-peers.sh")
         });
+    // Killed when the test ends, however it ends.
     let _browser = KillOnDrop(child);
 
     // The browser takes a few seconds to start.

@@ -22,19 +22,7 @@ use tokio::time::timeout;
 
 pub const T: Duration = Duration::from_secs(5);
 
-/// A fresh, empty directory under the system's temporary directory.
-pub fn temp_dir(name: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "tern-{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+pub use tern_testkit::temp_dir;
 
 /// A certificate authority that signs server and client certificates.
 pub struct Ca {
