@@ -5,15 +5,15 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+mod persistence_common;
 
-use common::{config, v4, v4_opts};
+use common::{v4, v4_opts};
+use persistence_common::{fresh_dir, start, storage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use tern_broker::Broker;
-use tern_broker::config::StorageConfig;
 use tern_broker::message::{Delivery, Message};
 use tern_broker::session::{EXPIRY_NEVER, QueueLimits, SessionState, Subscription};
 use tern_broker::store::fjall_store::{FjallStore, RecoveryReport};
@@ -29,16 +29,7 @@ const LIMITS: QueueLimits = QueueLimits {
 };
 
 fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tern-corrupt-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn storage(dir: &Path) -> StorageConfig {
-    StorageConfig {
-        data_dir: dir.to_path_buf(),
-        ..StorageConfig::default()
-    }
+    fresh_dir("corrupt", name)
 }
 
 /// Sessions with subscriptions and queued messages, and retained messages; with `flush`, part
@@ -150,13 +141,7 @@ async fn recovers_and_serves(dir: &Path, what: &str) -> RecoveryReport {
             store.put(session, Instant::now());
         }
     }
-    let broker = Broker::new(config())
-        .with_session_store(store.clone())
-        .with_retained_store(store.clone())
-        .start()
-        .await
-        .unwrap();
-    let addr = broker.local_addrs()[0];
+    let (broker, addr) = start(&store).await;
     let mut c = v4(v4_opts(addr, "probe"));
     c.connack().await;
     c.client

@@ -1,6 +1,8 @@
 //! Helpers shared by the on-disk store's integration tests: a fresh data directory, the store's
 //! configuration, a broker on that store, and a copy of a store (a snapshot "at the crash").
 
+#![allow(dead_code)] // each test file uses a part
+
 use crate::common::config;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
