@@ -15,15 +15,10 @@ use tern_testkit::{Mosquitto, free_port, peer, temp_dir};
 
 /// Starts Mosquitto on a free port with the benchmark settings (TCP_NODELAY, in-flight 100, no
 /// persistence).
-fn start_mosquitto() -> (Mosquitto, u16) {
-    let mosquitto = Mosquitto::launch(
-        peer("mosquitto"),
+fn start_mosquitto() -> Mosquitto {
+    Mosquitto::start_required(
         "allow_anonymous true\npersistence false\nset_tcp_nodelay true\nmax_inflight_messages 100\n",
-        "",
-        &[],
-    );
-    let port = mosquitto.port;
-    (mosquitto, port)
+    )
 }
 
 /// A CA and a server certificate for localhost / 127.0.0.1, made with the openssl command.
@@ -134,8 +129,8 @@ fn u(v: &serde_json::Value, path: &str) -> u64 {
 #[test]
 #[ignore = "interop: needs mosquitto"]
 fn fanin_qos1_against_mosquitto_loses_nothing_and_counts_add_up() {
-    let (_broker, port) = start_mosquitto();
-    let port = port.to_string();
+    let broker = start_mosquitto();
+    let port = broker.port.to_string();
     // A moderate rate keeps Mosquitto's per-client queue (max_queued_messages 1000) from
     // overflowing, which would be a (documented) drop by the broker, not a loss to detect here.
     let r = bench(&[
@@ -184,8 +179,8 @@ fn fanin_qos1_against_mosquitto_loses_nothing_and_counts_add_up() {
 #[test]
 #[ignore = "interop: needs mosquitto"]
 fn conn_and_shared_against_mosquitto_report_consistent_counts() {
-    let (_broker, port) = start_mosquitto();
-    let port = port.to_string();
+    let broker = start_mosquitto();
+    let port = broker.port.to_string();
     let c = bench(&["conn", "-p", &port, "-c", "200", "-d", "1s"]);
     assert_eq!(u(&c, "/connections/established"), 200);
     assert_eq!(u(&c, "/connections/dropped"), 0);

@@ -23,15 +23,8 @@ fn start_tern() -> (TernBroker, u16) {
     (tern, port)
 }
 
-fn start_mosquitto() -> (Mosquitto, u16) {
-    let mosquitto = Mosquitto::launch(
-        peer("mosquitto"),
-        "allow_anonymous true\npersistence false\nset_tcp_nodelay true\n",
-        "",
-        &[],
-    );
-    let port = mosquitto.port;
-    (mosquitto, port)
+fn start_mosquitto() -> Mosquitto {
+    Mosquitto::start_required("allow_anonymous true\npersistence false\nset_tcp_nodelay true\n")
 }
 
 fn scenarios_script() -> PathBuf {
@@ -85,7 +78,8 @@ const DELIBERATE_DIFFERENCES: &[(&str, &str)] = &[];
 #[ignore = "interop: needs mosquitto and python3 paho-mqtt"]
 fn paho_transcripts_match_mosquitto() {
     let (_tern, tern_port) = start_tern();
-    let (_mosq, mosq_port) = start_mosquitto();
+    let mosq = start_mosquitto();
+    let mosq_port = mosq.port;
     let tern = run_paho(tern_port);
     let mosq = run_paho(mosq_port);
     let mut diffs = Vec::new();

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::net::{free_port, wait_for_port};
-use crate::peers::require_peer;
+use crate::peers::{peer, require_peer};
 use crate::pki::Pki;
 use crate::process::temp_dir;
 
@@ -55,6 +55,12 @@ impl Mosquitto {
             extra,
             extra_ports,
         ))
+    }
+
+    /// A broker with the global settings `globals`, for tests that fail whenever `mosquitto` is
+    /// missing, with or without `CI`.
+    pub fn start_required(globals: &str) -> Mosquitto {
+        Mosquitto::launch(peer("mosquitto"), globals, "", &[])
     }
 
     /// [`Mosquitto::start_full`] with the `mosquitto` program at `binary`.

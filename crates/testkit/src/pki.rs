@@ -36,23 +36,21 @@ pub fn generate_pki() -> Pki {
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
 
-    let server_key = KeyPair::generate().unwrap();
-    let mut server_params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    server_params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let server = server_params.signed_by(&server_key, &issuer).unwrap();
-    std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
-
-    let client_key = KeyPair::generate().unwrap();
-    let mut client_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client_params
-        .distinguished_name
-        .push(DnType::CommonName, "tern-client");
-    let client = client_params.signed_by(&client_key, &issuer).unwrap();
-    std::fs::write(dir.join("client.pem"), client.pem()).unwrap();
-    std::fs::write(dir.join("client.key"), client_key.serialize_pem()).unwrap();
+    let leaf = |name: &str, common_name: &str, sans: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(sans).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    };
+    leaf(
+        "server",
+        "localhost",
+        vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
+    );
+    leaf("client", "tern-client", Vec::new());
     Pki { dir }
 }
