@@ -16,19 +16,8 @@ use tern_broker::config::ListenerConfig;
 use tern_broker::rules::RulesRuntime;
 use tern_broker::{Broker, Config, RunningBroker};
 use tern_rules::{EngineError, RuleError};
+use tern_testkit::KITCHEN_RULES;
 use tokio::sync::mpsc;
-
-const KITCHEN: &str = r#"
-[[rules]]
-id = "kitchen-light-off"
-sql = "SELECT * FROM \"home/presence/kitchen\" WHERE payload = 'No presence'"
-actions = [ { type = "republish", topic = "home/light/kitchen/set", payload = "turn_off" } ]
-
-[[rules]]
-id = "kitchen-light-off-json"
-sql = "SELECT * FROM \"home/presence/kitchen\" WHERE payload.present = false"
-actions = [ { type = "republish", topic = "home/light/kitchen/set", payload = "turn_off" } ]
-"#;
 
 async fn start(toml: &str) -> (RunningBroker, RulesRuntime, SocketAddr) {
     let mut config = Config::from_toml(toml, "tern.toml").expect("configuration loads");
@@ -70,7 +59,7 @@ async fn stop(broker: RunningBroker, rules: RulesRuntime) {
 
 #[tokio::test]
 async fn kitchen_light_turned_off_when_presence_sensor_says_no_presence() {
-    let (broker, rules, addr) = start(KITCHEN).await;
+    let (broker, rules, addr) = start(KITCHEN_RULES).await;
     let mut light = subscriber(addr, "light", "home/light/kitchen/set").await;
     let sensor = publisher(addr, None).await;
     sensor
@@ -104,7 +93,7 @@ async fn kitchen_light_turned_off_when_presence_sensor_says_no_presence() {
 
 #[tokio::test]
 async fn kitchen_light_turned_off_on_json_presence_false() {
-    let (broker, rules, addr) = start(KITCHEN).await;
+    let (broker, rules, addr) = start(KITCHEN_RULES).await;
     let mut light = subscriber(addr, "light", "home/light/kitchen/set").await;
     let sensor = publisher(addr, None).await;
     sensor
@@ -269,7 +258,7 @@ actions = [ {{ type = "webhook", url = "http://{http}/hook", headers = {{ x-devi
 
 #[tokio::test]
 async fn reload_replaces_the_rules_and_keeps_them_when_the_new_ones_are_wrong() {
-    let (broker, rules, addr) = start(KITCHEN).await;
+    let (broker, rules, addr) = start(KITCHEN_RULES).await;
     let mut light = subscriber(addr, "light", "home/light/#").await;
     let sensor = publisher(addr, None).await;
     let next = Config::from_toml(

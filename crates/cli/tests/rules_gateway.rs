@@ -13,19 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{TERN, TernBroker};
-use tern_testkit::{KillOnDrop, peer, temp_dir};
-
-const KITCHEN: &str = r#"
-[[rules]]
-id = "kitchen-light-off"
-sql = "SELECT * FROM \"home/presence/kitchen\" WHERE payload = 'No presence'"
-actions = [ { type = "republish", topic = "home/light/kitchen/set", payload = "turn_off" } ]
-
-[[rules]]
-id = "kitchen-light-off-json"
-sql = "SELECT * FROM \"home/presence/kitchen\" WHERE payload.present = false"
-actions = [ { type = "republish", topic = "home/light/kitchen/set", payload = "turn_off" } ]
-"#;
+use tern_testkit::{KITCHEN_RULES, KillOnDrop, peer, temp_dir};
 
 const KITCHEN_ON: &str = r#"
 [[rules]]
@@ -103,7 +91,7 @@ impl Sub {
 fn gateway_turns_the_kitchen_light_off_with_mosquitto_clients() {
     let dir = temp_dir("rules-gateway");
     let config = dir.join("tern.toml");
-    std::fs::write(&config, KITCHEN).unwrap();
+    std::fs::write(&config, KITCHEN_RULES).unwrap();
     let broker =
         TernBroker::start_with([OsStr::new("--memory"), OsStr::new("-c"), config.as_os_str()]);
     let port = broker.port;
@@ -126,7 +114,7 @@ fn gateway_turns_the_kitchen_light_off_with_mosquitto_clients() {
     assert_eq!(sub.next_within(Duration::from_millis(500)), None);
 
     // SIGHUP reloads the rules from the file: now presence turns the light on.
-    std::fs::write(&config, format!("{KITCHEN}{KITCHEN_ON}")).unwrap();
+    std::fs::write(&config, format!("{KITCHEN_RULES}{KITCHEN_ON}")).unwrap();
     let pid = broker.pid().to_string();
     assert!(
         Command::new("kill")
