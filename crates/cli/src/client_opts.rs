@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use tern_client::{
-    ByteStr, ConnectOptions, LastWill, ProtocolVersion, PublishProperties, QoS,
+    ByteStr, Client, ConnectOptions, LastWill, Messages, ProtocolVersion, PublishProperties, QoS,
     SubscribeProperties, Transport, WillProperties,
 };
 use tern_codec::{ConnectProperties, DisconnectProperties, UnsubscribeProperties};
@@ -88,6 +88,30 @@ pub fn parse<T: Parser + WithClientOpts>(name: &str, args: &[String]) -> Result<
             eprintln!("Error: {line}. Use 'tern {name} --help' to see usage.");
             Err(ExitCode::from(1))
         }
+    }
+}
+
+/// Runs a client command: parses `args` as `T`, starts the runtime and runs `command` on it,
+/// reporting a failure on one line (exit status 1) unless `-q`.
+pub fn run<T, F>(name: &str, args: &[String], command: impl FnOnce(T) -> F) -> ExitCode
+where
+    T: Parser + WithClientOpts,
+    F: Future<Output = anyhow::Result<ExitCode>>,
+{
+    let mut cli: T = match parse(name, args) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    let common = cli.common_mut();
+    init_debug(common.debug);
+    let quiet = common.quiet;
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(e) => return fail(quiet, &e),
+    };
+    match runtime.block_on(command(cli)) {
+        Ok(code) => code,
+        Err(e) => fail(quiet, &e),
     }
 }
 
@@ -632,6 +656,32 @@ pub fn connect_error(e: tern_client::Error, options: &ConnectOptions) -> anyhow:
             options.host,
             options.port
         ),
+    }
+}
+
+/// Connects with `options`, logging every packet on stdout with `-d` (`debug`; see
+/// [`debug_log`] for `subscriber`), and describes a failure for the user.
+pub async fn connect(
+    mut options: ConnectOptions,
+    debug: bool,
+    subscriber: bool,
+) -> anyhow::Result<(Client, Messages)> {
+    if debug {
+        options.packet_log = Some(debug_log(&options.client_id, subscriber));
+    }
+    Client::connect(options.clone())
+        .await
+        .map_err(|e| connect_error(e, &options))
+}
+
+/// Resolves after `seconds` (`-W`), counted from now; never without a timeout.
+pub fn timeout(seconds: Option<u64>) -> impl Future<Output = ()> {
+    let deadline = seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    async move {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
     }
 }
 

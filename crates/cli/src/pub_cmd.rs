@@ -81,20 +81,9 @@ impl client_opts::WithClientOpts for PubCli {
 
 /// Runs `tern pub`.
 pub fn run(args: PubArgs) -> ExitCode {
-    let cli: PubCli = match client_opts::parse("pub", &args.args) {
-        Ok(cli) => cli,
-        Err(code) => return code,
-    };
-    client_opts::init_debug(cli.common.debug);
-    let quiet = cli.common.quiet;
-    let runtime = match client_opts::runtime() {
-        Ok(r) => r,
-        Err(e) => return client_opts::fail(quiet, &e),
-    };
-    match runtime.block_on(publish(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => client_opts::fail(quiet, &e),
-    }
+    client_opts::run("pub", &args.args, |cli| async {
+        publish(cli).await.map(|()| ExitCode::SUCCESS)
+    })
 }
 
 async fn publish(cli: PubCli) -> anyhow::Result<()> {
@@ -155,15 +144,10 @@ async fn publish(cli: PubCli) -> anyhow::Result<()> {
         ..Default::default()
     };
     let mut options = connection.options.clone();
-    if cli.common.debug {
-        options.packet_log = Some(client_opts::debug_log(&options.client_id, false));
-    }
     // mosquitto_pub does not retry a lost connection: neither do we, so that the exit status
     // tells the truth about every message.
     options.reconnect.enabled = false;
-    let (client, _messages) = Client::connect(options.clone())
-        .await
-        .map_err(|e| client_opts::connect_error(e, &options))?;
+    let (client, _messages) = client_opts::connect(options, cli.common.debug, false).await?;
 
     let result = tokio::select! {
         r = send_all(&client, &template, source, cli.repeat, cli.repeat_delay) => r,

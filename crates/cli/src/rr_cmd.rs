@@ -14,8 +14,7 @@ use clap::Parser;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
-use tern_client::{ByteStr, Client, ProtocolVersion, Publish, QoS, ReasonCode};
+use tern_client::{ByteStr, ProtocolVersion, Publish, QoS, ReasonCode};
 
 /// Arguments of `tern rr` (captured raw; see [`RrCli`]).
 pub type RrArgs = RawArgs;
@@ -83,20 +82,7 @@ impl client_opts::WithClientOpts for RrCli {
 
 /// Runs `tern rr`.
 pub fn run(args: RrArgs) -> ExitCode {
-    let cli: RrCli = match client_opts::parse("rr", &args.args) {
-        Ok(cli) => cli,
-        Err(code) => return code,
-    };
-    client_opts::init_debug(cli.common.debug);
-    let quiet = cli.common.quiet;
-    let runtime = match client_opts::runtime() {
-        Ok(r) => r,
-        Err(e) => return client_opts::fail(quiet, &e),
-    };
-    match runtime.block_on(request(cli)) {
-        Ok(code) => code,
-        Err(e) => client_opts::fail(quiet, &e),
-    }
+    client_opts::run("rr", &args.args, request)
 }
 
 async fn request(mut cli: RrCli) -> anyhow::Result<ExitCode> {
@@ -142,25 +128,11 @@ async fn request(mut cli: RrCli) -> anyhow::Result<ExitCode> {
     } else {
         Bytes::new()
     };
-    let style = if let Some(f) = &cli.format {
-        format::check_format(f.as_bytes()).map_err(|e| anyhow!("{e}"))?;
-        Style::Format {
-            format: f.clone().into_bytes(),
-            pretty: cli.pretty,
-        }
-    } else if cli.verbose {
-        Style::Verbose
-    } else {
-        Style::Plain
-    };
+    let style = Style::from_flags(false, cli.format.as_deref(), cli.pretty, cli.verbose)
+        .map_err(|e| anyhow!("{e}"))?;
     let qos = cli.qos.unwrap_or_default();
-    let mut options = connection.options.clone();
-    if cli.common.debug {
-        options.packet_log = Some(client_opts::debug_log(&options.client_id, false));
-    }
-    let (client, mut messages) = Client::connect(options.clone())
-        .await
-        .map_err(|e| client_opts::connect_error(e, &options))?;
+    let (client, mut messages) =
+        client_opts::connect(connection.options.clone(), cli.common.debug, false).await?;
     client
         .subscribe(response_topic.as_str(), qos)
         .await
@@ -179,15 +151,7 @@ async fn request(mut cli: RrCli) -> anyhow::Result<ExitCode> {
         .await
         .map_err(|e| anyhow!("request publish failed: {e}"))?;
 
-    let deadline = cli
-        .timeout
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
-    let timed_out = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
-    };
+    let timed_out = client_opts::timeout(cli.timeout);
     let outcome = tokio::select! {
         m = messages.recv() => match m {
             Some(m) => {

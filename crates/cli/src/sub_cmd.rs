@@ -20,7 +20,6 @@ use clap::Parser;
 use format::{Stamp, Style};
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 use tern_client::{ByteStr, Client, Message, QoS, ReasonCode, SubscriptionOptions};
 
 /// Arguments of `tern sub` (captured raw; see [`SubCli`]).
@@ -95,20 +94,7 @@ impl client_opts::WithClientOpts for SubCli {
 
 /// Runs `tern sub`.
 pub fn run(args: SubArgs) -> ExitCode {
-    let cli: SubCli = match client_opts::parse("sub", &args.args) {
-        Ok(cli) => cli,
-        Err(code) => return code,
-    };
-    client_opts::init_debug(cli.common.debug);
-    let quiet = cli.common.quiet;
-    let runtime = match client_opts::runtime() {
-        Ok(r) => r,
-        Err(e) => return client_opts::fail(quiet, &e),
-    };
-    match runtime.block_on(subscribe(cli)) {
-        Ok(code) => code,
-        Err(e) => client_opts::fail(quiet, &e),
-    }
+    client_opts::run("sub", &args.args, subscribe)
 }
 
 /// What a message does to the run.
@@ -193,27 +179,11 @@ async fn subscribe(cli: SubCli) -> anyhow::Result<ExitCode> {
     if cli.json && cli.format.is_some() {
         bail!("--json and -F cannot be used together");
     }
-    let style = if cli.json {
-        Style::Json
-    } else if let Some(f) = &cli.format {
-        format::check_format(f.as_bytes()).map_err(|e| anyhow!("{e}"))?;
-        Style::Format {
-            format: f.clone().into_bytes(),
-            pretty: cli.pretty,
-        }
-    } else if cli.verbose {
-        Style::Verbose
-    } else {
-        Style::Plain
-    };
+    let style = Style::from_flags(cli.json, cli.format.as_deref(), cli.pretty, cli.verbose)
+        .map_err(|e| anyhow!("{e}"))?;
     let qos = cli.qos.unwrap_or_default();
-    let mut options = connection.options.clone();
-    if cli.common.debug {
-        options.packet_log = Some(client_opts::debug_log(&options.client_id, true));
-    }
-    let (client, mut messages) = Client::connect(options.clone())
-        .await
-        .map_err(|e| client_opts::connect_error(e, &options))?;
+    let (client, mut messages) =
+        client_opts::connect(connection.options.clone(), cli.common.debug, true).await?;
 
     let filters: Vec<(ByteStr, SubscriptionOptions)> = topics
         .iter()
@@ -269,15 +239,7 @@ async fn subscribe(cli: SubCli) -> anyhow::Result<ExitCode> {
         count: cli.count,
         printed: 0,
     };
-    let deadline = cli
-        .timeout
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
-    let timed_out = async {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
-    };
+    let timed_out = client_opts::timeout(cli.timeout);
     tokio::pin!(timed_out);
     let outcome = loop {
         tokio::select! {

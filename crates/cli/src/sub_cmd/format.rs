@@ -25,6 +25,31 @@ pub enum Style {
     Json,
 }
 
+impl Style {
+    /// The style the flags ask for: `--json`, else `-F` (checked as mosquitto_sub does, with its
+    /// message), else `-v`, else the payload alone.
+    pub fn from_flags(
+        json: bool,
+        format: Option<&str>,
+        pretty: bool,
+        verbose: bool,
+    ) -> Result<Style, String> {
+        Ok(if json {
+            Style::Json
+        } else if let Some(f) = format {
+            check_format(f.as_bytes())?;
+            Style::Format {
+                format: f.as_bytes().to_vec(),
+                pretty,
+            }
+        } else if verbose {
+            Style::Verbose
+        } else {
+            Style::Plain
+        })
+    }
+}
+
 /// The time a message is printed at: taken once per message, like mosquitto_sub does.
 #[derive(Debug, Clone, Copy)]
 pub struct Stamp {
