@@ -223,7 +223,7 @@ impl<'a> Parser<'a> {
             let pos = self.pos();
             match self.advance() {
                 Tok::Str(f) | Tok::DStr(f) => {
-                    if let Err(why) = crate::topic::validate_filter(&f) {
+                    if let Err(why) = crate::topic::validate_topic_filter(&f) {
                         return Err(ParseError::new(
                             pos,
                             format!("invalid topic filter \"{f}\": {why}"),

@@ -421,12 +421,12 @@ impl Rule {
                         continue;
                     }
                     let topic = topic.render_string(sc);
-                    if let Err(why) = crate::topic::validate_topic(&topic) {
+                    if let Err(why) = crate::topic::validate_topic_name(&topic) {
                         m.action_failed();
                         tracing::warn!(
                             rule_id = &*self.id,
                             topic,
-                            reason = why,
+                            reason = %why,
                             "republish failed: bad topic"
                         );
                         continue;

@@ -1,4 +1,5 @@
-//! Topic filters: validation, matching, and the trie that indexes rules by their FROM filters.
+//! Topic filters: the trie that indexes rules by their FROM filters, over the codec's validation
+//! and matching (re-exported here).
 //!
 //! The trie is what makes 1,000 rules cheap: a PUBLISH walks one path per topic level (plus the
 //! `+` branches) and meets only the rules whose filters can match. Topics starting with `$` are not
@@ -6,61 +7,8 @@
 
 use std::collections::HashMap;
 
-/// Checks a topic filter's syntax [MQTT-4.7.1-1] [MQTT-4.7.1-2] [MQTT-4.7.1-3].
-pub(crate) fn validate_filter(filter: &str) -> Result<(), &'static str> {
-    if filter.is_empty() {
-        return Err("a topic filter must not be empty");
-    }
-    if filter.contains('\0') {
-        return Err("a topic filter must not contain the NUL character");
-    }
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        if level.contains('#') && (level != "#" || levels.peek().is_some()) {
-            return Err("`#` must be a whole level and the last one");
-        }
-        if level.contains('+') && level != "+" {
-            return Err("`+` must be a whole level");
-        }
-    }
-    Ok(())
-}
-
-/// Checks a topic name for publishing: non-empty, no wildcards [MQTT-3.3.2-2], no NUL, at most
-/// 65,535 bytes (a UTF-8 Encoded String, section 1.5.4).
-pub(crate) fn validate_topic(topic: &str) -> Result<(), &'static str> {
-    if topic.is_empty() {
-        return Err("the topic is empty");
-    }
-    if topic.contains(['+', '#']) {
-        return Err("the topic contains a wildcard (`+` or `#`)");
-    }
-    if topic.contains('\0') {
-        return Err("the topic contains the NUL character");
-    }
-    if topic.len() > usize::from(u16::MAX) {
-        return Err("the topic is longer than 65,535 bytes");
-    }
-    Ok(())
-}
-
-/// Whether `topic` matches `filter` (both assumed valid).
-pub fn matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
-        return false;
-    }
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(a), Some(b)) if a == b => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
+pub use tern_codec::topic::matches;
+pub(crate) use tern_codec::topic::{validate_topic_filter, validate_topic_name};
 
 /// The hasher of topic levels (as in the broker's router): every PUBLISH walks the trie, and
 /// SipHash was most of that walk's cost.
@@ -195,13 +143,13 @@ mod tests {
 
     #[test]
     fn filter_validation() {
-        assert!(validate_filter("a/+/b/#").is_ok());
-        assert!(validate_filter("").is_err());
-        assert!(validate_filter("a/#/b").is_err());
-        assert!(validate_filter("a#").is_err());
-        assert!(validate_filter("a+/b").is_err());
-        assert!(validate_topic("a/+").is_err());
-        assert!(validate_topic("a/b").is_ok());
-        assert!(validate_topic(&"a".repeat(65_536)).is_err());
+        assert!(validate_topic_filter("a/+/b/#").is_ok());
+        assert!(validate_topic_filter("").is_err());
+        assert!(validate_topic_filter("a/#/b").is_err());
+        assert!(validate_topic_filter("a#").is_err());
+        assert!(validate_topic_filter("a+/b").is_err());
+        assert!(validate_topic_name("a/+").is_err());
+        assert!(validate_topic_name("a/b").is_ok());
+        assert!(validate_topic_name(&"a".repeat(65_536)).is_err());
     }
 }

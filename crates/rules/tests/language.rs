@@ -485,7 +485,8 @@ fn error_topic_filter() {
         (
             1,
             15,
-            "invalid topic filter \"a/#/b\": `#` must be a whole level and the last one".into()
+            "invalid topic filter \"a/#/b\": '#' must be the last character and alone in its level"
+                .into()
         )
     );
     assert_eq!(
@@ -493,12 +494,12 @@ fn error_topic_filter() {
         (
             1,
             20,
-            "invalid topic filter \"b+\": `+` must be a whole level".into()
+            "invalid topic filter \"b+\": '+' must occupy an entire level".into()
         )
     );
     assert_eq!(
         err("SELECT * FROM \"\"").2,
-        "invalid topic filter \"\": a topic filter must not be empty"
+        "invalid topic filter \"\": empty"
     );
 }
 
