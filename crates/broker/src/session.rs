@@ -136,6 +136,14 @@ impl SessionState {
         }
     }
 
+    /// The subscriptions as (full filter, options) pairs, as a store hands them back on start.
+    pub fn subscription_list(&self) -> Vec<(String, Subscription)> {
+        self.subscriptions
+            .iter()
+            .map(|(filter, sub)| (filter.clone(), *sub))
+            .collect()
+    }
+
     /// Queues a delivery under `limits`; `offline` applies the QoS 0 policy. Drop policy: when
     /// the queue is full the new message is dropped and counted (the oldest messages, which the
     /// client is waiting for first, are kept).

@@ -1086,13 +1086,7 @@ impl SessionStore for FjallStore {
             let m = lock(shard);
             for (k, e) in m.iter() {
                 if let Some(o) = &e.offline {
-                    let subs = o
-                        .session
-                        .subscriptions
-                        .iter()
-                        .map(|(f, s)| (f.clone(), *s))
-                        .collect();
-                    out.push((k.clone(), subs));
+                    out.push((k.clone(), o.session.subscription_list()));
                 }
             }
         }

@@ -118,13 +118,7 @@ impl SessionStore for MemorySessionStore {
         for shard in &self.shards {
             let m = shard.lock().unwrap_or_else(|e| e.into_inner());
             for (k, s) in m.iter() {
-                let subs = s
-                    .session
-                    .subscriptions
-                    .iter()
-                    .map(|(f, sub)| (f.clone(), *sub))
-                    .collect();
-                out.push((k.clone(), subs));
+                out.push((k.clone(), s.session.subscription_list()));
             }
         }
         out
