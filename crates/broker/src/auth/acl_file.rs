@@ -35,6 +35,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use tern_codec::topic::{TopicError, validate_topic_filter};
+
 use super::{Access, Authorizer, ClientIdentity};
 
 /// What an ACL line grants.
@@ -122,7 +124,7 @@ pub enum AclLineError {
         /// The filter as written.
         filter: String,
         /// What rule it breaks.
-        reason: &'static str,
+        reason: TopicError,
     },
     /// `user` with no name after it.
     #[error("`user` needs a user name: `user <name>`")]
@@ -130,29 +132,6 @@ pub enum AclLineError {
     /// The line starts with something other than `user`, `topic`, `pattern` or `#`.
     #[error("unknown keyword `{0}`: expected user, topic, pattern, or # for a comment")]
     UnknownKeyword(String),
-}
-
-/// Checks a topic filter the way Mosquitto's `mosquitto_sub_topic_check` does.
-pub fn validate_filter(filter: &str) -> Result<(), &'static str> {
-    if filter.is_empty() {
-        return Err("empty");
-    }
-    if filter.len() > 65_535 {
-        return Err("longer than 65535 bytes");
-    }
-    if filter.contains('\0') {
-        return Err("contains a NUL character");
-    }
-    let mut levels = filter.split('/').peekable();
-    while let Some(level) = levels.next() {
-        if level.contains('#') && (level != "#" || levels.peek().is_some()) {
-            return Err("`#` must be a whole level and the last one");
-        }
-        if level.contains('+') && level != "+" {
-            return Err("`+` must be a whole level");
-        }
-    }
-    Ok(())
 }
 
 /// What the lines ending at one trie node say.
@@ -475,7 +454,8 @@ impl AclFile {
                         };
                         (access, filter)
                     };
-                    validate_filter(filter).map_err(|reason| {
+                    // The checks of Mosquitto's `mosquitto_sub_topic_check`.
+                    validate_topic_filter(filter).map_err(|reason| {
                         err(AclLineError::BadFilter {
                             filter: filter.to_owned(),
                             reason,
@@ -911,7 +891,7 @@ mod tests {
                 1,
                 AclLineError::BadFilter {
                     filter: "a/#/b".into(),
-                    reason: "`#` must be a whole level and the last one"
+                    reason: TopicError::MisplacedMultiLevelWildcard
                 }
             )
         );
@@ -921,7 +901,7 @@ mod tests {
                 1,
                 AclLineError::BadFilter {
                     filter: "a+/b".into(),
-                    reason: "`+` must be a whole level"
+                    reason: TopicError::MisplacedSingleLevelWildcard
                 }
             )
         );
@@ -1140,10 +1120,10 @@ mod tests {
     #[test]
     fn validate_filter_follows_mqtt_rules() {
         for ok in ["a", "#", "+", "a/+/b", "a/#", "/", "+/+", "$SYS/#", "a//b"] {
-            assert!(validate_filter(ok).is_ok(), "{ok}");
+            assert!(validate_topic_filter(ok).is_ok(), "{ok}");
         }
         for bad in ["", "a#", "#/a", "a/b#", "a+", "+a/b", "a/#/#"] {
-            assert!(validate_filter(bad).is_err(), "{bad}");
+            assert!(validate_topic_filter(bad).is_err(), "{bad}");
         }
     }
 
