@@ -30,7 +30,7 @@ pub fn plan(args: &Args) -> anyhow::Result<(Plan, MsgOpts)> {
     let p = args.publishers.max(1);
     let plan = Plan {
         scenario: "fanin",
-        publishers: (0..p).map(|i| topic::expand(&pattern, i)).collect(),
+        publishers: topic::expand_each(&pattern, p),
         subscribers: vec![topic::expand(&args.filter, 0)],
         groups: vec![Group {
             members: vec![0],

@@ -33,7 +33,7 @@ pub fn plan(args: &Args) -> anyhow::Result<(Plan, MsgOpts)> {
     let plan = Plan {
         scenario: "fanout",
         publishers: vec![topic_name],
-        subscribers: (0..s).map(|i| topic::expand(&filter, i)).collect(),
+        subscribers: topic::expand_each(&filter, s),
         groups: (0..s)
             .map(|i| Group {
                 members: vec![i],

@@ -32,7 +32,7 @@ pub fn plan(args: &Args) -> anyhow::Result<(Plan, MsgOpts)> {
 /// N pairs on `pattern` (shared with `latency`).
 pub fn pairs_plan(scenario: &'static str, pattern: &str, n: usize) -> Plan {
     let n = n.max(1);
-    let topics: Vec<String> = (0..n).map(|i| topic::expand(pattern, i)).collect();
+    let topics = topic::expand_each(pattern, n);
     Plan {
         scenario,
         publishers: topics.clone(),

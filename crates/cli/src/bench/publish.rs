@@ -26,9 +26,7 @@ pub fn plan(args: &Args) -> anyhow::Result<(Plan, MsgOpts)> {
     let pattern = args.msg.topic_or(DEFAULT_TOPIC);
     let plan = Plan {
         scenario: "pub",
-        publishers: (0..args.clients.max(1))
-            .map(|i| topic::expand(&pattern, i))
-            .collect(),
+        publishers: topic::expand_each(&pattern, args.clients.max(1)),
         subscribers: Vec::new(),
         groups: Vec::new(),
         loss_from_gaps: false,

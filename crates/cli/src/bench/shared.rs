@@ -39,8 +39,8 @@ pub fn plan(args: &Args) -> anyhow::Result<(Plan, MsgOpts)> {
     let filter = format!("$share/{}/{}", args.group, args.filter);
     let plan = Plan {
         scenario: "shared",
-        publishers: (0..p).map(|i| topic::expand(&pattern, i)).collect(),
-        subscribers: (0..s).map(|i| topic::expand(&filter, i)).collect(),
+        publishers: topic::expand_each(&pattern, p),
+        subscribers: topic::expand_each(&filter, s),
         groups: vec![Group {
             members: (0..s).collect(),
             expected_from: (0..p).map(|i| i as u32).collect(),

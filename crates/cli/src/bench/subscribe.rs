@@ -33,7 +33,7 @@ pub fn plan(args: &Args) -> anyhow::Result<(Plan, MsgOpts)> {
     let plan = Plan {
         scenario: "sub",
         publishers: Vec::new(),
-        subscribers: (0..n).map(|i| topic::expand(&pattern, i)).collect(),
+        subscribers: topic::expand_each(&pattern, n),
         groups: (0..n)
             .map(|i| Group {
                 members: vec![i],

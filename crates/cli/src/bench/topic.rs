@@ -2,6 +2,11 @@
 //! one pattern gives each publisher (or pair) its own topic. `%%` is a literal `%`; any other `%`
 //! sequence is kept as written.
 
+/// Expands `pattern` for each of `clients` clients, numbered from 0.
+pub fn expand_each(pattern: &str, clients: usize) -> Vec<String> {
+    (0..clients).map(|i| expand(pattern, i)).collect()
+}
+
 /// Expands `pattern` for the client numbered `index`.
 pub fn expand(pattern: &str, index: usize) -> String {
     let mut out = String::with_capacity(pattern.len() + 8);
