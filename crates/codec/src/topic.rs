@@ -4,6 +4,8 @@
 
 use thiserror::Error;
 
+pub mod trie;
+
 /// Longest topic name or filter: it is a UTF-8 Encoded String [MQTT-4.7.3-3].
 pub const MAX_TOPIC_LEN: usize = 65_535;
 

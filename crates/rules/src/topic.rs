@@ -1,11 +1,11 @@
-//! Topic filters: the trie that indexes rules by their FROM filters, over the codec's validation
-//! and matching (re-exported here).
+//! Topic filters: the index of rules by their FROM filters, over the codec's validation, matching
+//! and filter trie.
 //!
 //! The trie is what makes 1,000 rules cheap: a PUBLISH walks one path per topic level (plus the
 //! `+` branches) and meets only the rules whose filters can match. Topics starting with `$` are not
 //! matched by a filter starting with a wildcard [MQTT-4.7.2-1].
 
-use std::collections::HashMap;
+use std::ops::ControlFlow;
 
 pub use tern_codec::topic::matches;
 pub(crate) use tern_codec::topic::{validate_topic_filter, validate_topic_name};
@@ -14,78 +14,27 @@ pub(crate) use tern_codec::topic::{validate_topic_filter, validate_topic_name};
 /// SipHash was most of that walk's cost.
 type LevelState = foldhash::fast::RandomState;
 
-/// A trie of topic filters, each carrying a value (a rule index).
+/// The rule indexes of topic filters, in the codec's [`tern_codec::topic::trie::FilterTrie`].
 #[derive(Debug, Default, Clone)]
 pub(crate) struct FilterTrie {
-    root: Node,
-}
-
-#[derive(Debug, Default, Clone)]
-struct Node {
-    children: HashMap<Box<str>, Node, LevelState>,
-    plus: Option<Box<Node>>,
-    /// Values whose filter ends with `#` here.
-    hash: Vec<usize>,
-    /// Values whose filter ends exactly here.
-    exact: Vec<usize>,
+    trie: tern_codec::topic::trie::FilterTrie<Vec<usize>, LevelState>,
 }
 
 impl FilterTrie {
     /// Adds `value` under `filter` (assumed valid).
     pub(crate) fn insert(&mut self, filter: &str, value: usize) {
-        let mut node = &mut self.root;
-        for level in filter.split('/') {
-            match level {
-                "#" => {
-                    node.hash.push(value);
-                    return;
-                }
-                "+" => node = node.plus.get_or_insert_with(Box::default),
-                other => node = node.children.entry(other.into()).or_default(),
-            }
-        }
-        node.exact.push(value);
+        self.trie.value_mut(filter).push(value);
     }
 
     /// Appends to `out` the values of every filter matching `topic`, sorted and deduplicated.
     pub(crate) fn matches_into(&self, topic: &str, out: &mut Vec<usize>) {
-        let dollar = topic.starts_with('$');
-        let mut levels = topic.split('/');
-        let first = levels.next().unwrap_or("");
-        walk(&self.root, first, &mut levels, dollar, out);
+        let _: ControlFlow<()> = self.trie.visit_matches(topic, &mut |values| {
+            out.extend_from_slice(values);
+            ControlFlow::Continue(())
+        });
         if out.len() > 1 {
             out.sort_unstable();
             out.dedup();
-        }
-    }
-}
-
-fn walk<'t, I>(node: &Node, level: &'t str, rest: &mut I, first_dollar: bool, out: &mut Vec<usize>)
-where
-    I: Iterator<Item = &'t str> + Clone,
-{
-    if !first_dollar {
-        out.extend_from_slice(&node.hash);
-    }
-    let next = rest.next();
-    if let Some(child) = node.children.get(level) {
-        descend(child, next, &mut rest.clone(), out);
-    }
-    if !first_dollar && let Some(plus) = &node.plus {
-        descend(plus, next, &mut rest.clone(), out);
-    }
-}
-
-fn descend<'t, I>(node: &Node, next: Option<&'t str>, rest: &mut I, out: &mut Vec<usize>)
-where
-    I: Iterator<Item = &'t str> + Clone,
-{
-    match next {
-        Some(level) => walk(node, level, rest, false, out),
-        None => {
-            out.extend_from_slice(&node.exact);
-            // `a/#` also matches `a` [MQTT-4.7.1-2].
-            out.extend_from_slice(&node.hash);
         }
     }
 }

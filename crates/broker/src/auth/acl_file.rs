@@ -31,10 +31,12 @@
 //! [`SessionAcl`] that the broker keeps for the life of the session.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use tern_codec::topic::trie::FilterTrie;
 use tern_codec::topic::{TopicError, validate_topic_filter};
 
 use super::{Access, Authorizer, ClientIdentity};
@@ -180,138 +182,39 @@ impl Found {
     }
 }
 
-/// Topic levels are short and looked up on every check, where SipHash dominated.
-type Levels = HashMap<Box<str>, Node, crate::router::FastState>;
-
-/// `a/b/c` → (`a`, `Some("b/c")`); `c` → (`c`, `None`).
-fn next_level(rest: &str) -> (&str, Option<&str>) {
-    match rest.split_once('/') {
-        Some((level, more)) => (level, Some(more)),
-        None => (rest, None),
-    }
-}
-
-/// A topic-filter trie over one list of lines.
-#[derive(Debug, Default, Clone)]
-struct Node {
-    children: Levels,
-    plus: Option<Box<Node>>,
-    /// Lines whose filter ends with `/#` (or is `#`) at this node.
-    hash: Option<Verdicts>,
-    /// Lines whose filter ends exactly at this node.
-    end: Option<Verdicts>,
-}
-
-impl Node {
-    fn insert(&mut self, filter: &str, access: AclAccess) {
-        let mut node = self;
-        for level in filter.split('/') {
-            match level {
-                "#" => {
-                    node.hash.get_or_insert_default().add(access);
-                    return;
-                }
-                "+" => node = node.plus.get_or_insert_default(),
-                literal => node = node.children.entry(literal.into()).or_default(),
-            }
-        }
-        node.end.get_or_insert_default().add(access);
-    }
-
-    /// Collects what the lines whose filter matches the topic name say. `rest` is what is left
-    /// of the topic (`None` once every level is consumed); `dollar` is true at the root of a
-    /// topic starting with `$`, where wildcards do not match ([MQTT-4.7.2-1]).
-    fn match_topic(&self, rest: Option<&str>, dollar: bool, write: bool, found: &mut Found) {
-        if found.deny {
-            return;
-        }
-        if let Some(v) = &self.hash
-            && !dollar
-        {
-            found.add(v, write);
-        }
-        let Some(rest) = rest else {
-            if let Some(v) = &self.end {
-                found.add(v, write);
-            }
-            return;
-        };
-        let (level, more) = next_level(rest);
-        if let Some(child) = self.children.get(level) {
-            child.match_topic(more, false, write, found);
-        }
-        if let Some(plus) = &self.plus
-            && !dollar
-        {
-            plus.match_topic(more, false, write, found);
-        }
-    }
-
-    /// Collects what the lines whose filter covers the subscription filter say (for read).
-    fn cover_filter(&self, rest: Option<&str>, dollar: bool, found: &mut Found) {
-        if found.deny {
-            return;
-        }
-        if let Some(v) = &self.hash
-            && !dollar
-        {
-            found.add(v, false);
-        }
-        let Some(rest) = rest else {
-            if let Some(v) = &self.end {
-                found.add(v, false);
-            }
-            return;
-        };
-        let (level, more) = next_level(rest);
-        match level {
-            // Only an ACL `#` covers a subscription `#`: handled above.
-            "#" => {}
-            "+" => {
-                if let Some(plus) = &self.plus {
-                    plus.cover_filter(more, false, found);
-                }
-            }
-            literal => {
-                if let Some(child) = self.children.get(literal) {
-                    child.cover_filter(more, false, found);
-                }
-                if let Some(plus) = &self.plus
-                    && !dollar
-                {
-                    plus.cover_filter(more, false, found);
-                }
-            }
-        }
-    }
-}
-
-/// A compiled list of lines (one user's `topic` lines, or one client's resolved patterns).
+/// A compiled list of lines (one user's `topic` lines, or one client's resolved patterns): a
+/// topic-filter trie that visits only the lines that can match. Topic levels are short and
+/// looked up on every check, where SipHash dominated.
 #[derive(Debug, Default, Clone)]
 struct RuleSet {
-    root: Node,
+    trie: FilterTrie<Verdicts, crate::router::FastState>,
 }
 
 impl RuleSet {
     fn from_rules<'a>(rules: impl IntoIterator<Item = (&'a str, AclAccess)>) -> Self {
         let mut set = Self::default();
         for (filter, access) in rules {
-            set.root.insert(filter, access);
+            set.trie.value_mut(filter).add(access);
         }
         set
     }
 
-    /// `Some(allow)` when a line decides, `None` when none does.
+    /// `Some(allow)` when a line decides, `None` when none does. A `deny` decides at once.
     fn decide(&self, access: Access, topic: &str) -> Option<bool> {
         let mut found = Found::default();
-        let dollar = topic.starts_with('$');
-        match access {
-            Access::Read => self
-                .root
-                .match_topic(Some(topic), dollar, false, &mut found),
-            Access::Write => self.root.match_topic(Some(topic), dollar, true, &mut found),
-            Access::Subscribe => self.root.cover_filter(Some(topic), dollar, &mut found),
-        }
+        let write = access == Access::Write;
+        let mut visit = |v: &Verdicts| {
+            found.add(v, write);
+            if found.deny {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let _ = match access {
+            Access::Read | Access::Write => self.trie.visit_matches(topic, &mut visit),
+            Access::Subscribe => self.trie.visit_covering(topic, &mut visit),
+        };
         found.decision()
     }
 }
