@@ -7,7 +7,7 @@ mod common;
 mod persistence_common;
 
 use common::{T, v4, v4_opts};
-use persistence_common::{copy_dir, fresh_dir, start, storage};
+use persistence_common::{StoreDir, copy_dir, fresh_dir, start, storage};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,7 +118,6 @@ async fn retained_sessions_and_queued_messages_survive_restart() {
     assert!(m.retain);
     broker.shutdown().await;
     store.close();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -166,7 +165,6 @@ async fn expired_sessions_and_messages_are_gone_after_restart() {
     assert!(store.take("short").is_none());
     assert_eq!(RetainedStore::len(&*store), 0);
     store.close();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -188,7 +186,6 @@ async fn session_of_a_client_connected_at_a_crash_keeps_its_queue_and_expiry_res
     let s = store.take("c").expect("session kept");
     assert_eq!(s.queue.len(), 1);
     store.close();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -219,7 +216,6 @@ async fn clean_start_forgets_the_stored_session_for_good() {
     let store = FjallStore::open(&storage(&dir)).unwrap();
     assert_eq!(store.recovery_report().sessions, 0);
     store.close();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -255,7 +251,6 @@ async fn global_limit_drops_newest_and_counts() {
         QueueOutcome::Queued
     );
     store.close();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -288,7 +283,6 @@ async fn durability_modes_all_recover_what_was_committed() {
         let want: Vec<String> = (0..100).map(|i: i32| i.to_string()).collect();
         assert_eq!(got, want, "{durability:?}");
         store.close();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
@@ -310,7 +304,6 @@ async fn sync_ticket_waits_for_the_group_commit() {
         assert!(tokio::time::timeout(T, t.wait()).await.unwrap());
     }
     store.close();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
@@ -335,8 +328,6 @@ async fn unknown_format_version_is_moved_aside_and_broker_starts_empty() {
     assert!(aside.exists());
     assert_eq!(SessionStore::len(&*store), 0);
     store.close();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&aside);
 }
 
 #[tokio::test]
@@ -373,8 +364,6 @@ async fn subscription_of_a_connected_client_survives_a_crash() {
     assert_eq!(subs.len(), 1);
     assert_eq!(subs[0].1[0].0, "live/#");
     store.close();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&copy);
 }
 
 #[test]
@@ -458,9 +447,8 @@ async fn queue_handed_back_after_a_connection_keeps_its_order_across_restart() {
         .collect();
     assert_eq!(got, want);
     store.close();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+fn temp_dir(name: &str) -> StoreDir {
     fresh_dir("persist", name)
 }

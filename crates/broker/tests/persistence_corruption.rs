@@ -8,7 +8,7 @@ mod common;
 mod persistence_common;
 
 use common::{v4, v4_opts};
-use persistence_common::{fresh_dir, start, storage};
+use persistence_common::{StoreDir, fresh_dir, start, storage};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -28,7 +28,7 @@ const LIMITS: QueueLimits = QueueLimits {
     queue_qos0: false,
 };
 
-fn temp_dir(name: &str) -> PathBuf {
+fn temp_dir(name: &str) -> StoreDir {
     fresh_dir("corrupt", name)
 }
 
@@ -161,13 +161,6 @@ async fn recovers_and_serves(dir: &Path, what: &str) -> RecoveryReport {
     report
 }
 
-fn cleanup(dir: &Path, report: &RecoveryReport) {
-    let _ = std::fs::remove_dir_all(dir);
-    if let Some(a) = &report.moved_aside {
-        let _ = std::fs::remove_dir_all(a);
-    }
-}
-
 #[tokio::test]
 async fn journal_truncated_at_random_offsets_recovers_a_prefix() {
     let dir = temp_dir("truncate");
@@ -183,8 +176,7 @@ async fn journal_truncated_at_random_offsets_recovers_a_prefix() {
         f.set_len(at).unwrap();
         drop(f);
         let what = format!("round {round}: {} cut at {at} of {len}", j.display());
-        let report = recovers_and_serves(&dir, &what).await;
-        cleanup(&dir, &report);
+        recovers_and_serves(&dir, &what).await;
     }
 }
 
@@ -208,8 +200,7 @@ async fn flipped_bytes_in_any_file_never_stop_the_broker() {
         }
         std::fs::write(f, &bytes).unwrap();
         let what = format!("round {round}: {} bytes {flipped:?} flipped", f.display());
-        let report = recovers_and_serves(&dir, &what).await;
-        cleanup(&dir, &report);
+        recovers_and_serves(&dir, &what).await;
     }
 }
 
@@ -224,8 +215,7 @@ async fn a_deleted_file_never_stops_the_broker() {
         let Some(f) = fs.get(i) else { continue };
         std::fs::remove_file(f).unwrap();
         let what = format!("{} deleted", f.display());
-        let report = recovers_and_serves(&dir, &what).await;
-        cleanup(&dir, &report);
+        recovers_and_serves(&dir, &what).await;
     }
 }
 
@@ -239,5 +229,4 @@ async fn an_intact_store_reports_nothing_dropped() {
     assert_eq!(report.retained_messages, SESSIONS);
     assert_eq!(report.corrupt_records, 0);
     assert!(report.moved_aside.is_none());
-    cleanup(&dir, &report);
 }

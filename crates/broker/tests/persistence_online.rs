@@ -10,8 +10,7 @@ mod common;
 mod persistence_common;
 
 use common::{Raw, connect_packet};
-use persistence_common::{copy_dir, fresh_dir, start, storage};
-use std::path::PathBuf;
+use persistence_common::{StoreDir, copy_dir, fresh_dir, start, storage};
 use std::time::Duration;
 use tern_broker::session::OutgoingState;
 use tern_broker::store::SessionStore;
@@ -212,8 +211,6 @@ async fn connected_session_in_flight_state_survives_a_crash() {
     assert!(matches!(publ.recv().await, Some(Packet::PubRec(_))));
     broker.shutdown().await;
     store.close();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&copy);
 }
 
 #[tokio::test]
@@ -244,8 +241,6 @@ async fn clean_session_subscriber_writes_nothing() {
     assert_eq!(r.orphan_messages, 0, "{r:?}");
     assert!(store.take("clean").is_none());
     store.close();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&copy);
 }
 
 /// A v5 client with a persistent session (expiry 60 s) and a will delayed by `delay` seconds;
@@ -361,10 +356,8 @@ async fn delayed_wills_survive_a_restart() {
     let store = FjallStore::open(&storage(&copy)).unwrap();
     assert_eq!(store.recovery_report().pending_wills, 0);
     store.close();
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&copy);
 }
 
-fn temp_dir(name: &str) -> PathBuf {
+fn temp_dir(name: &str) -> StoreDir {
     fresh_dir("online", name)
 }

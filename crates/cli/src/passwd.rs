@@ -503,8 +503,7 @@ mod tests {
 
     #[test]
     fn execute_creates_updates_and_deletes_files() {
-        let dir = std::env::temp_dir().join(format!("tern-passwd-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tern_testkit::temp_dir("passwd-unit");
         let file = dir.join("pw");
         let set = |user: &str, pw: &str, create: bool| {
             execute(Action::Set {
@@ -558,6 +557,5 @@ mod tests {
         assert_eq!(PasswordFile::load(&file).unwrap().len(), 2);
         set("u", "p", true).unwrap();
         assert_eq!(PasswordFile::load(&file).unwrap().len(), 1);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -248,7 +248,6 @@ fn fanin_over_tls_and_websocket_against_mosquitto() {
         "-n",
         "300",
     ]);
-    let _ = std::fs::remove_dir_all(&dir);
     for r in [&tls, &ws] {
         assert_eq!(r["errors"].as_array().map(Vec::len), Some(0), "{r}");
         assert_eq!(u(r, "/messages/sent"), 600);

@@ -11,7 +11,9 @@ use common::{TERN, TernBroker};
 use std::io::Write;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use tern_testkit::{Mosquitto, free_port, generate_pki, require_peer, temp_dir, tls_listener};
+use tern_testkit::{
+    Mosquitto, TestDir, free_port, generate_pki, require_peer, temp_dir, tls_listener,
+};
 
 fn tern(args: &[&str]) -> Output {
     Command::new(TERN)
@@ -266,6 +268,8 @@ fn mosquitto_pub(broker: &impl HasPort, args: &[&str]) {
 struct Fixture {
     broker: Box<dyn HasPort>,
     binary_file: std::path::PathBuf,
+    /// Holds `binary_file`.
+    _dir: TestDir,
 }
 
 impl HasPort for Fixture {
@@ -302,6 +306,7 @@ fn fixture_on(broker: Box<dyn HasPort>) -> Option<Fixture> {
     Some(Fixture {
         broker,
         binary_file,
+        _dir: dir,
     })
 }
 

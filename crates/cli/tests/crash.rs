@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +28,7 @@ use tern_codec::{
     ByteStr, Connect, ConnectProperties, Disconnect, Packet, ProtocolVersion, PubAck, PubComp,
     PubRec, PubRel, Publish, QoS, Subscribe, SubscribeProperties, SubscriptionOptions,
 };
-use tern_testkit::{free_port, wait_for_port};
+use tern_testkit::{free_port, temp_dir, wait_for_port};
 
 const V: ProtocolVersion = ProtocolVersion::V311;
 /// Messages each publisher keeps in flight.
@@ -359,8 +359,6 @@ fn receive_online(port: u16, mut rx: Received, stop: Arc<AtomicBool>) -> Receive
 }
 
 fn setup(dir: &Path) -> BrokerProc {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("tern.toml"),
         format!(
@@ -451,8 +449,8 @@ fn run(kills: usize, name: &str) {
                 | 1
         });
     let mut rng = Rng(seed);
-    let dir: PathBuf =
-        std::env::temp_dir().join(format!("tern-crash-{name}-{}", std::process::id()));
+    // Declared before `broker`: the broker is killed before its directory goes.
+    let dir = temp_dir(&format!("crash-{name}"));
     let started = Instant::now();
     let mut broker = setup(&dir);
     let mut rx = Received::default();
@@ -559,8 +557,8 @@ fn run(kills: usize, name: &str) {
         "out of order: {:?}",
         rx.out_of_order
     );
-    if std::env::var_os("TERN_CRASH_KEEP").is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("TERN_CRASH_KEEP").is_some() {
+        eprintln!("TERN_CRASH_KEEP: keeping {}", dir.keep().display());
     }
 }
 

@@ -137,8 +137,6 @@ fn tern_passwd_files_are_accepted_by_mosquitto() {
             mosq.log()
         );
     }
-    drop(mosq);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -195,7 +193,6 @@ fn tern_passwd_exit_codes_match_mosquitto_passwd() {
                     String::from_utf8_lossy(&check.stderr)
                 );
             }
-            std::fs::remove_dir_all(&dir).unwrap();
         }
         assert_eq!(
             codes[0].0, codes[1].0,

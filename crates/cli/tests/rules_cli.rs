@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::{Command, Output};
+use tern_testkit::temp_dir;
 
 fn tern(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tern"))
@@ -101,8 +102,7 @@ fn rules_test_parse_error_is_located_and_exits_2() {
 
 #[test]
 fn rules_test_rule_from_config_shows_kitchen_light_actions() {
-    let dir = std::env::temp_dir().join(format!("tern-rules-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("rules-cli");
     let path = dir.join("tern.toml");
     std::fs::write(
         &path,
@@ -158,13 +158,11 @@ actions = [
         "{}",
         stderr(&o)
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn rules_check_reports_ok_or_the_located_error() {
-    let dir = std::env::temp_dir().join(format!("tern-rules-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("rules-check");
     let good = dir.join("good.toml");
     std::fs::write(
         &good,
@@ -193,5 +191,4 @@ fn rules_check_reports_ok_or_the_located_error() {
         "{}",
         stderr(&o)
     );
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -132,7 +132,6 @@ fn gateway_turns_the_kitchen_light_off_with_mosquitto_clients() {
             break;
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -155,5 +154,4 @@ fn broker_refuses_a_wrong_rule_naming_it_and_the_position() {
         stderr.contains("tern.toml: [[rules]]: rule `hot`: sql: line 1, column"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

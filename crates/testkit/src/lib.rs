@@ -20,4 +20,4 @@ pub use mosquitto::{Mosquitto, tls_listener};
 pub use net::{free_port, wait_for_port};
 pub use peers::{find_program, missing_peer, peer, require_peer, require_python_module};
 pub use pki::{Pki, generate_pki};
-pub use process::{KillOnDrop, temp_dir};
+pub use process::{KillOnDrop, TestDir, temp_dir};

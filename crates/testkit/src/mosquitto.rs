@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::net::{free_port, wait_for_port};
 use crate::peers::{peer, require_peer};
 use crate::pki::Pki;
-use crate::process::temp_dir;
+use crate::process::{TestDir, temp_dir};
 
 /// Mosquitto's default log types, plus `subscribe` so tests can wait for a subscription.
 const LOG_TYPES: &str =
@@ -23,10 +23,11 @@ pub struct Mosquitto {
     child: Option<Child>,
     /// The plain MQTT port.
     pub port: u16,
-    /// Directory holding the configuration and the log (and persistence, when enabled).
-    pub dir: PathBuf,
     conf: PathBuf,
     ports: Vec<u16>,
+    /// Directory holding the configuration and the log (and persistence, when enabled);
+    /// removed after the broker is killed (kept if the test failed).
+    pub dir: TestDir,
 }
 
 impl Mosquitto {
@@ -87,9 +88,9 @@ impl Mosquitto {
             binary,
             child: None,
             port,
-            dir,
             conf,
             ports,
+            dir,
         };
         m.spawn();
         m
@@ -175,7 +176,7 @@ impl Drop for Mosquitto {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // `dir` goes after this, when the fields drop.
     }
 }
 

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 
-use crate::process::temp_dir;
+use crate::process::{TestDir, temp_dir};
 
-/// A directory of PEM files: ca.pem, server.pem, server.key, client.pem, client.key.
+/// A directory of PEM files: ca.pem, server.pem, server.key, client.pem, client.key; removed
+/// when dropped (kept if the test failed).
 pub struct Pki {
     /// Directory of the PEM files.
-    pub dir: PathBuf,
+    pub dir: TestDir,
 }
 
 impl Pki {

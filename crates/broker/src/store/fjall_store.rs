@@ -1848,10 +1848,9 @@ mod tests {
     /// two steps; inside a unit the committer takes neither until both are there.
     #[tokio::test]
     async fn writes_of_an_open_unit_are_committed_only_once_it_closes() {
-        let dir = std::env::temp_dir().join(format!("tern-unit-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = tern_testkit::temp_dir("store-unit");
         let config = StorageConfig {
-            data_dir: dir.clone(),
+            data_dir: dir.to_path_buf(),
             ..StorageConfig::default()
         };
         let store = FjallStore::open(&config).unwrap();
@@ -1880,15 +1879,13 @@ mod tests {
         );
         assert!(first.is_done());
         store.close();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]
     async fn old_session_records_with_inflight_state_are_migrated() {
-        let dir = std::env::temp_dir().join(format!("tern-migrate-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = tern_testkit::temp_dir("store-migrate");
         let config = StorageConfig {
-            data_dir: dir.clone(),
+            data_dir: dir.to_path_buf(),
             ..StorageConfig::default()
         };
         // A session record as the first writer made it: in-flight state inside.
@@ -1942,7 +1939,6 @@ mod tests {
         );
         assert_eq!(got.incoming_qos2.iter().copied().collect::<Vec<_>>(), [5]);
         store.close();
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

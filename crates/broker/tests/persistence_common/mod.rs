@@ -4,17 +4,43 @@
 #![allow(dead_code)] // each test file uses a part
 
 use crate::common::config;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tern_broker::config::StorageConfig;
 use tern_broker::store::fjall_store::FjallStore;
 use tern_broker::{Broker, RunningBroker};
+use tern_testkit::{TestDir, temp_dir};
 
-/// An empty directory `tern-{prefix}-{name}-{pid}` under the system's temporary directory.
-pub fn fresh_dir(prefix: &str, name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tern-{prefix}-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A store's data directory, not yet created: `data` inside the test's own temporary directory
+/// `tern-{prefix}-{name}-…`, so that what the store moves aside (next to `data`) goes with it.
+/// Derefs to the data directory; all of it is removed on drop, unless the test failed.
+pub struct StoreDir {
+    data: PathBuf,
+    _root: TestDir,
+}
+
+impl Deref for StoreDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.data
+    }
+}
+
+impl AsRef<Path> for StoreDir {
+    fn as_ref(&self) -> &Path {
+        &self.data
+    }
+}
+
+/// A fresh [`StoreDir`] named after `prefix` and `name`.
+pub fn fresh_dir(prefix: &str, name: &str) -> StoreDir {
+    let root = temp_dir(&format!("{prefix}-{name}"));
+    StoreDir {
+        data: root.join("data"),
+        _root: root,
+    }
 }
 
 /// The default storage configuration with its data in `dir`.

@@ -22,7 +22,7 @@ use tokio::time::timeout;
 
 pub const T: Duration = Duration::from_secs(5);
 
-pub use tern_testkit::temp_dir;
+pub use tern_testkit::{TestDir, temp_dir};
 
 /// A certificate authority that signs server and client certificates.
 pub struct Ca {
@@ -125,7 +125,8 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 /// The PKI of a test: a CA, a server certificate it signed, and their files in `dir`.
 pub struct Pki {
-    pub dir: PathBuf,
+    /// Removed when the `Pki` drops (kept if the test failed).
+    pub dir: TestDir,
     pub ca: Ca,
     pub ca_file: PathBuf,
     pub cert_file: PathBuf,

@@ -4,11 +4,10 @@
 #![allow(dead_code)]
 
 use std::ffi::{OsStr, OsString};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tern_testkit::{free_port, temp_dir, wait_for_port};
+use tern_testkit::{TestDir, free_port, temp_dir, wait_for_port};
 
 /// The `tern` binary under test.
 pub const TERN: &str = env!("CARGO_BIN_EXE_tern");
@@ -23,7 +22,8 @@ pub struct TernBroker {
     child: Option<Child>,
     /// The port it listens on (the same after [`TernBroker::spawn`]).
     pub port: u16,
-    dir: PathBuf,
+    /// Holds the log; removed after the broker is killed in `drop` (kept if the test failed).
+    dir: TestDir,
 }
 
 impl TernBroker {
@@ -76,6 +76,5 @@ impl TernBroker {
 impl Drop for TernBroker {
     fn drop(&mut self) {
         self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
