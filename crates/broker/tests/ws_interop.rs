@@ -170,6 +170,9 @@ async fn chromium_page_publishes_and_receives_over_websocket() {
             &format!("--user-data-dir={}", profile.display()),
             &url,
         ])
+        // Its singleton socket goes in the profile, not in the system's temporary directory:
+        // a killed browser leaves it behind.
+        .env("TMPDIR", profile.path())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
