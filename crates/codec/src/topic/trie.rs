@@ -195,6 +195,74 @@ mod tests {
         assert_eq!(covering("$SYS/+"), ["$SYS/#", "$SYS/+"]);
     }
 
+    /// Topic names and valid filters over a small alphabet of levels, so they often match.
+    fn topic_name() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        proptest::collection::vec(prop::sample::select(vec!["a", "b", "", "$SYS"]), 1..5)
+            .prop_map(|levels| levels.join("/"))
+    }
+
+    fn topic_filter() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        (
+            proptest::collection::vec(prop::sample::select(vec!["a", "b", "", "+", "$SYS"]), 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(mut levels, hash)| {
+                if hash || levels.is_empty() {
+                    levels.push("#");
+                }
+                levels.join("/")
+            })
+    }
+
+    proptest::proptest! {
+        /// Against [`super::super::matches`], filter by filter: the trie visits exactly the
+        /// filters that match a topic, and the filters it says cover a filter match every
+        /// topic that filter matches (among the sampled ones).
+        #[test]
+        fn the_walks_agree_with_matches(
+            filters in proptest::collection::vec(topic_filter(), 1..24),
+            topics in proptest::collection::vec(topic_name(), 1..24),
+        ) {
+            let mut t = FilterTrie::<Vec<usize>, RandomState>::default();
+            for (i, f) in filters.iter().enumerate() {
+                t.value_mut(f).push(i);
+            }
+            for topic in &topics {
+                let want: Vec<usize> = (0..filters.len())
+                    .filter(|&i| super::super::matches(&filters[i], topic))
+                    .collect();
+                let mut got = Vec::new();
+                let _ = t.visit_matches(topic, &mut |v: &Vec<usize>| {
+                    got.extend_from_slice(v);
+                    ControlFlow::<()>::Continue(())
+                });
+                got.sort_unstable();
+                proptest::prop_assert_eq!(got, want, "topic {:?}", topic);
+            }
+            for filter in &filters {
+                let mut covering = Vec::new();
+                let _ = t.visit_covering(filter, &mut |v: &Vec<usize>| {
+                    covering.extend_from_slice(v);
+                    ControlFlow::<()>::Continue(())
+                });
+                for &i in &covering {
+                    for topic in topics.iter().filter(|t| super::super::matches(filter, t)) {
+                        proptest::prop_assert!(
+                            super::super::matches(&filters[i], topic),
+                            "{:?} said to cover {:?}, but does not match {:?}",
+                            filters[i], filter, topic
+                        );
+                    }
+                }
+                // A filter always covers itself.
+                let me = filters.iter().position(|f| f == filter).unwrap_or(usize::MAX);
+                proptest::prop_assert!(covering.contains(&me), "{:?} does not cover itself", filter);
+            }
+        }
+    }
+
     #[test]
     fn a_break_stops_the_walk() {
         let t = trie();
